@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=${TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-ambient/tools}
-GORELEASER_VERSION=v2.17.0  # v2.18 needs Go 1.27
+GORELEASER_VERSION=v2.15.0  # newer releases need Go 1.27 or a module the proxy lacks
 KREW_VERSION=v0.4.4
 mkdir -p "$TOOLS"
 if ! "$TOOLS/goreleaser" --version 2>/dev/null | grep -q "${GORELEASER_VERSION#v}"; then

@@ -24,8 +24,17 @@ have_all() {
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]
 }
 
+# etcd is not built here: the lab takes $bin/etcd if present, else etcd from
+# PATH (Debian's etcd-server, installed by hack/deps.sh).
+check_etcd() {
+  if [ ! -x "$bin/etcd" ] && ! command -v etcd >/dev/null 2>&1; then
+    echo "warning: no etcd in $bin or PATH; the lab needs it: apt-get install etcd-server (or run hack/deps.sh)" >&2
+  fi
+}
+
 if have_all; then
   echo "lab binaries up to date in $bin"
+  check_etcd
   exit 0
 fi
 
@@ -46,3 +55,4 @@ CGO_ENABLED=0 GOBIN="$bin" go install -trimpath "sigs.k8s.io/kwok/cmd/kwok@$KWOK
 CGO_ENABLED=0 GOBIN="$bin" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 echo "$want" > "$stamp"
 echo "lab binaries built in $(( $(date +%s) - start ))s into $bin" >&2
+check_etcd

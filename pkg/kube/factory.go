@@ -35,9 +35,9 @@ var ErrUnreachable = errors.New("cluster unreachable")
 // and fairness does the flow control, as it does for every other client.
 const (
 	DefaultQPS   float32 = -1
-	DefaultBurst         = 1000
+	DefaultBurst int     = 1000
 	// DefaultTimeout bounds a single request that has no deadline of its own.
-	DefaultTimeout = 30 * time.Second
+	DefaultTimeout time.Duration = 30 * time.Second
 )
 
 // Factory builds clients from kubectl's standard connection flags.
@@ -78,7 +78,7 @@ func (f *Factory) RESTConfig() (*rest.Config, error) {
 		if clientcmd.IsEmptyConfig(err) {
 			return nil, fmt.Errorf("%w: no kubeconfig found; set KUBECONFIG or pass --kubeconfig", ErrNoCluster)
 		}
-		return nil, fmt.Errorf("%w: %v; check --context or KUBECONFIG", ErrNoCluster, err)
+		return nil, fmt.Errorf("%w: %w; check --context or KUBECONFIG", ErrNoCluster, err)
 	}
 	return cfg, nil
 }
@@ -153,7 +153,7 @@ func Unreachable(host string, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(err.Error(), "connection refused") {
-		return fmt.Errorf("%w: no cluster reachable at %s: %v; check --context or KUBECONFIG", ErrUnreachable, host, rootCause(err))
+		return fmt.Errorf("%w: no cluster reachable at %s: %w; check --context or KUBECONFIG", ErrUnreachable, host, rootCause(err))
 	}
 	return err
 }

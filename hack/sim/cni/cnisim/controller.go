@@ -1,0 +1,238 @@
+// Package cnisim is a TEST-ONLY stand-in for istio-cni's node agent. It does
+// no networking at all: it only writes the pod annotation that istio-cni
+// writes, so kubectl-ambient's verification can be exercised against a lab
+// cluster whose pods are fake (kwok). Never deploy it to a real cluster.
+//
+// For every scheduled, non-terminating pod that istio-cni would capture (its
+// namespace, or the pod itself, labelled istio.io/dataplane-mode=ambient; not
+// hostNetwork; not opted out with the pod label istio.io/dataplane-mode=none;
+// no sidecar.istio.io/status annotation) it writes
+// ambient.istio.io/redirection=pending, then =enabled after Options.Delay.
+// When a pod stops qualifying (namespace unenrolled, pod opted out) it
+// removes the annotation. Writes go through the pods/status subresource, as
+// istio-cni's do.
+package cnisim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+const (
+	labelMode      = "istio.io/dataplane-mode"
+	annRedirection = "ambient.istio.io/redirection"
+	annSidecar     = "sidecar.istio.io/status"
+)
+
+// Options tune the stand-in.
+type Options struct {
+	// Delay between writing pending and enabled (default 200ms).
+	Delay time.Duration
+	// Workers bounds concurrent pod patches (default 16).
+	Workers int
+	// Logf, when set, receives one line per write.
+	Logf func(format string, args ...any)
+}
+
+// Controller is a running stand-in.
+type Controller struct {
+	kc      kubernetes.Interface
+	opts    Options
+	factory informers.SharedInformerFactory
+	pods    cache.SharedIndexInformer
+	nss     cache.SharedIndexInformer
+	queue   workqueue.TypedDelayingInterface[string]
+
+	mu           sync.Mutex
+	pendingSince map[string]time.Time
+
+	// Writes counts annotation patches made.
+	Writes atomic.Int64
+}
+
+// New builds a stand-in; call Run to start it.
+func New(kc kubernetes.Interface, opts Options) *Controller {
+	if opts.Delay <= 0 {
+		opts.Delay = 200 * time.Millisecond
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 16
+	}
+	f := informers.NewSharedInformerFactory(kc, 0)
+	c := &Controller{
+		kc: kc, opts: opts, factory: f,
+		pods:         f.Core().V1().Pods().Informer(),
+		nss:          f.Core().V1().Namespaces().Informer(),
+		queue:        workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "cnisim"}),
+		pendingSince: map[string]time.Time{},
+	}
+	return c
+}
+
+// Run starts the informers and workers and blocks until ctx ends. It
+// returns an error only when the informers cannot sync.
+func (c *Controller) Run(ctx context.Context) error {
+	enqueuePod := func(obj any) {
+		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueuePod,
+		UpdateFunc: func(_, n any) { enqueuePod(n) },
+	}); err != nil {
+		return err
+	}
+	enqueueNS := func(obj any) {
+		ns, ok := obj.(*corev1.Namespace)
+		if !ok {
+			return
+		}
+		objs, _ := c.pods.GetIndexer().ByIndex(cache.NamespaceIndex, ns.Name)
+		for _, o := range objs {
+			enqueuePod(o)
+		}
+	}
+	if _, err := c.nss.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(o, n any) {
+			on, ok1 := o.(*corev1.Namespace)
+			nn, ok2 := n.(*corev1.Namespace)
+			if ok1 && ok2 && on.Labels[labelMode] != nn.Labels[labelMode] {
+				enqueueNS(n)
+			}
+		},
+	}); err != nil {
+		return err
+	}
+	c.factory.Start(ctx.Done())
+	defer c.factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.nss.HasSynced) {
+		return fmt.Errorf("cni stand-in: pod and namespace caches did not sync: %w", ctx.Err())
+	}
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Go(func() {
+			for {
+				key, quit := c.queue.Get()
+				if quit {
+					return
+				}
+				c.reconcile(ctx, key)
+				c.queue.Done(key)
+			}
+		})
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+// HasSynced reports whether the stand-in has seen every pod and namespace.
+func (c *Controller) HasSynced() bool { return c.pods.HasSynced() && c.nss.HasSynced() }
+
+func (c *Controller) eligible(p *corev1.Pod) bool {
+	if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	if p.Spec.HostNetwork || p.Labels[labelMode] == "none" {
+		return false
+	}
+	if _, ok := p.Annotations[annSidecar]; ok {
+		return false
+	}
+	if p.Labels[labelMode] == "ambient" {
+		return true
+	}
+	obj, ok, _ := c.nss.GetIndexer().GetByKey(p.Namespace)
+	if !ok {
+		return false
+	}
+	ns := obj.(*corev1.Namespace)
+	return ns.Labels[labelMode] == "ambient"
+}
+
+func (c *Controller) reconcile(ctx context.Context, key string) {
+	obj, ok, _ := c.pods.GetIndexer().GetByKey(key)
+	if !ok {
+		c.forget(key)
+		return
+	}
+	p := obj.(*corev1.Pod)
+	cur, has := p.Annotations[annRedirection]
+	switch want := c.eligible(p); {
+	case want && !has:
+		if c.patch(ctx, p, "pending") {
+			c.mu.Lock()
+			c.pendingSince[key] = time.Now()
+			c.mu.Unlock()
+			c.queue.AddAfter(key, c.opts.Delay)
+		}
+	case want && cur == "pending":
+		c.mu.Lock()
+		since, seen := c.pendingSince[key]
+		if !seen {
+			since = time.Now()
+			c.pendingSince[key] = since
+		}
+		c.mu.Unlock()
+		if left := c.opts.Delay - time.Since(since); left > 0 {
+			c.queue.AddAfter(key, left)
+			return
+		}
+		if c.patch(ctx, p, "enabled") {
+			c.forget(key)
+		}
+	case !want && has:
+		if c.patch(ctx, p, "") {
+			c.forget(key)
+		}
+	}
+}
+
+func (c *Controller) forget(key string) {
+	c.mu.Lock()
+	delete(c.pendingSince, key)
+	c.mu.Unlock()
+}
+
+// patch sets (or, with value "", removes) the annotation; false means retry later.
+func (c *Controller) patch(ctx context.Context, p *corev1.Pod, value string) bool {
+	var v any = value
+	if value == "" {
+		v = nil
+	}
+	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{annRedirection: v}}})
+	_, err := c.kc.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "cni-standin"}, "status")
+	if err != nil {
+		if apierrors.IsNotFound(err) || ctx.Err() != nil {
+			return false
+		}
+		if c.opts.Logf != nil {
+			c.opts.Logf("cni stand-in: annotate pod %s/%s: %v", p.Namespace, p.Name, err)
+		}
+		c.queue.AddAfter(p.Namespace+"/"+p.Name, 500*time.Millisecond)
+		return false
+	}
+	c.Writes.Add(1)
+	if c.opts.Logf != nil {
+		if value == "" {
+			value = "(removed)"
+		}
+		c.opts.Logf("pod %s/%s %s=%s", p.Namespace, p.Name, annRedirection, value)
+	}
+	return true
+}

@@ -1,0 +1,154 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/check"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checks"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
+)
+
+// CheckOptions holds the flags of `kubectl ambient check`.
+type CheckOptions struct {
+	Output           string
+	WarningsAsErrors bool
+	Verbose          bool
+	IstioNamespace   string
+	// CertSample is how many ztunnel pods certificates are read from.
+	CertSample int
+	Timeout    time.Duration
+
+	factory *kube.Factory
+	streams genericiooptions.IOStreams
+}
+
+// NewCmdCheck builds `kubectl ambient check`.
+func NewCmdCheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &CheckOptions{Output: OutputTable, IstioNamespace: checks.DefaultIstioNamespace, CertSample: 3, Timeout: 2 * time.Minute, factory: f, streams: streams}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check that the ambient mesh is healthy: control plane, istio-cni and ztunnel on every node, enrollment",
+		Long: `Check that an installed ambient mesh is healthy, in the style of linkerd check.
+
+Control plane: each Helm release's status and chart version, istiod ready, version
+skew between istiod, istio-cni and ztunnel. Data plane: istio-cni and ztunnel ready on
+every eligible node (the nodes that are not are named), ztunnel certificates.
+Enrollment: namespaces labelled for both ambient and sidecar injection, pods whose
+redirection is pending or missing, sidecars left in ambient namespaces, waypoints not
+programmed, services not bound to their waypoint, selector-based L7
+AuthorizationPolicies that ztunnel turns into deny-all.
+
+The exit code is 1 when any check fails with an error (or a warning, with
+--warnings-as-errors).`,
+		Example: `  # Check the whole mesh
+  kubectl ambient check
+
+  # Only the enrollment of one namespace
+  kubectl ambient check -n shop
+
+  # For CI: JSON, and fail on warnings too
+  kubectl ambient check -o json --warnings-as-errors`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	cmd.Flags().BoolVar(&o.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
+	cmd.Flags().BoolVar(&o.Verbose, "verbose", false, "also list checks that did not apply")
+	cmd.Flags().StringVar(&o.IstioNamespace, "istio-namespace", o.IstioNamespace, "namespace of istiod, istio-cni and ztunnel")
+	cmd.Flags().IntVar(&o.CertSample, "cert-sample", o.CertSample, "how many ztunnel pods to read certificates from (0 skips the check)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up on the remaining checks after this long")
+	return cmd
+}
+
+// Validate checks the flags.
+func (o *CheckOptions) Validate() error {
+	if err := ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	if o.IstioNamespace == "" {
+		return UsageError{fmt.Errorf("--istio-namespace must not be empty")}
+	}
+	if o.CertSample < 0 {
+		return UsageError{fmt.Errorf("--cert-sample must be 0 or more")}
+	}
+	return nil
+}
+
+// Run runs the checks and prints them.
+func (o *CheckOptions) Run(ctx context.Context) error {
+	base, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	clients, err := kube.NewClients(checks.ListConfig(base.Config))
+	if err != nil {
+		return err
+	}
+	ns, explicit, err := o.factory.Namespace()
+	if err != nil {
+		return fmt.Errorf("read the namespace from the kubeconfig: %w", err)
+	}
+	if !explicit {
+		ns = ""
+	}
+	cluster := checks.NewCluster(clients.Kube, clients.Dynamic, o.IstioNamespace, ns)
+	hopts := checks.HealthOptions{CertSample: o.CertSample}
+	if o.CertSample > 0 {
+		// The admin port is localhost-only in real ztunnel: try the pod proxy
+		// (works where it is exposed), then a port-forward.
+		hopts.ConfigDumps = watch.FallbackAdmin{
+			watch.ProxyAdmin{Client: clients.Kube, Timeout: 5 * time.Second},
+			watch.PortForwardAdmin{Config: clients.Config, Client: clients.Kube, Timeout: 10 * time.Second},
+		}
+	}
+	return runChecks(ctx, o.streams, checks.Health(cluster, hopts), runSettings{
+		output: o.Output, warningsAsErrors: o.WarningsAsErrors, verbose: o.Verbose, timeout: o.Timeout,
+	})
+}
+
+type runSettings struct {
+	output           string
+	warningsAsErrors bool
+	verbose          bool
+	timeout          time.Duration
+}
+
+// runChecks runs a check set, rendering the table as results arrive or the
+// JSON report at the end, and turns a failed verdict into exit code 1.
+func runChecks(ctx context.Context, streams genericiooptions.IOStreams, cs []check.Check, s runSettings) error {
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	r := &check.Runner{}
+	if s.output == OutputTable {
+		r.Observers = append(r.Observers, &check.TableObserver{W: streams.Out, ShowSkipped: s.verbose})
+	}
+	sum, err := r.Run(ctx, cs)
+	if err != nil {
+		return err
+	}
+	if s.output != OutputTable {
+		if err := PrintStructured(streams.Out, s.output, check.NewReport(sum, s.warningsAsErrors)); err != nil {
+			return err
+		}
+	} else {
+		check.WriteSummary(streams.Out, sum, s.warningsAsErrors)
+	}
+	if !sum.OK(s.warningsAsErrors) {
+		return SilentError{Code: ExitFailure}
+	}
+	return nil
+}

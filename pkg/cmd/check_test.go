@@ -1,0 +1,38 @@
+package cmd
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestCheckAndPrecheckValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"check ok", (&CheckOptions{Output: OutputJSON, IstioNamespace: "istio-system"}).Validate()},
+		{"precheck ok", (&PrecheckOptions{Output: OutputTable, IstioNamespace: "istio-system", Platform: "auto", IstioVersion: "1.27.3"}).Validate()},
+	} {
+		if tc.err != nil {
+			t.Errorf("%s: %v", tc.name, tc.err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"check wide", (&CheckOptions{Output: "wide", IstioNamespace: "istio-system"}).Validate()},
+		{"check negative sample", (&CheckOptions{Output: OutputTable, IstioNamespace: "istio-system", CertSample: -1}).Validate()},
+		{"precheck platform", (&PrecheckOptions{Output: OutputTable, IstioNamespace: "istio-system", Platform: "mars", IstioVersion: "1.28"}).Validate()},
+		{"precheck version", (&PrecheckOptions{Output: OutputTable, IstioNamespace: "istio-system", Platform: "auto", IstioVersion: "2.0"}).Validate()},
+		{"precheck namespace", (&PrecheckOptions{Output: OutputTable, Platform: "auto", IstioVersion: "1.28"}).Validate()},
+	} {
+		var u UsageError
+		if !errors.As(tc.err, &u) {
+			t.Errorf("%s: got %v, want a usage error", tc.name, tc.err)
+		}
+	}
+	if got := minorOf("v1.28.1"); got != "1.28" {
+		t.Errorf("minorOf = %q", got)
+	}
+}

@@ -1,0 +1,134 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checks"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/platform"
+)
+
+// PrecheckOptions holds the flags of `kubectl ambient precheck`.
+type PrecheckOptions struct {
+	Output           string
+	WarningsAsErrors bool
+	Verbose          bool
+	IstioVersion     string
+	IstioNamespace   string
+	Platform         string
+	Enroll           []string
+	Timeout          time.Duration
+
+	factory *kube.Factory
+	streams genericiooptions.IOStreams
+}
+
+// NewCmdPrecheck builds `kubectl ambient precheck`.
+func NewCmdPrecheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &PrecheckOptions{
+		Output: OutputTable, IstioVersion: checks.DefaultIstioVersion, IstioNamespace: checks.DefaultIstioNamespace,
+		Platform: "auto", Timeout: 2 * time.Minute, factory: f, streams: streams,
+	}
+	cmd := &cobra.Command{
+		Use:   "precheck",
+		Short: "Check that the cluster can run Istio's ambient mesh before installing it",
+		Long: `Check, before installing, that the cluster can run Istio's ambient mesh.
+
+Kubernetes version against the chosen Istio release, permission to create every kind
+the charts install, the platform (and the global.platform value install will use),
+the CNI and the settings under which ambient is known to break (Cilium cni.exclusive,
+BPF masquerading and socket load balancing, Calico eBPF connect-time load balancing,
+AWS VPC CNI security groups for pods), an existing Istio (versions, revisions,
+injection, sidecars without HBONE), the Gateway API CRDs, Pod Security of the Istio
+namespace, and NetworkPolicies that would block HBONE (TCP 15008) or kubelet probes
+from 169.254.7.127 in the namespaces to be enrolled.
+
+The exit code is 1 when any check fails with an error (or a warning, with
+--warnings-as-errors).`,
+		Example: `  # Can this cluster run ambient?
+  kubectl ambient precheck
+
+  # Against a specific Istio release, for the namespaces you will enroll
+  kubectl ambient precheck --istio-version 1.27 --enroll shop,payments
+
+  # For CI
+  kubectl ambient precheck -o json --warnings-as-errors`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	cmd.Flags().BoolVar(&o.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
+	cmd.Flags().BoolVar(&o.Verbose, "verbose", false, "also list checks that did not apply")
+	cmd.Flags().StringVar(&o.IstioVersion, "istio-version", o.IstioVersion, "Istio release to be installed (1.28 or 1.28.1)")
+	cmd.Flags().StringVar(&o.IstioNamespace, "istio-namespace", o.IstioNamespace, "namespace istiod, istio-cni and ztunnel will be installed into")
+	cmd.Flags().StringVar(&o.Platform, "platform", o.Platform, "platform: auto or one of "+strings.Join(platform.Known, ", "))
+	cmd.Flags().StringSliceVar(&o.Enroll, "enroll", nil, "namespaces to be enrolled, for the NetworkPolicy check (-n adds one); default: the namespaces labelled for ambient or sidecar injection")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up on the remaining checks after this long")
+	return cmd
+}
+
+// Validate checks the flags.
+func (o *PrecheckOptions) Validate() error {
+	if err := ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	if o.Platform != "auto" && !platform.IsKnown(o.Platform) {
+		return UsageError{fmt.Errorf("unknown --platform %q; use auto or one of %s", o.Platform, strings.Join(platform.Known, ", "))}
+	}
+	if o.IstioNamespace == "" {
+		return UsageError{fmt.Errorf("--istio-namespace must not be empty")}
+	}
+	if _, ok := checks.SupportTable[minorOf(o.IstioVersion)]; !ok {
+		known := make([]string, 0, len(checks.SupportTable))
+		for k := range checks.SupportTable {
+			known = append(known, k)
+		}
+		slices.Sort(known)
+		return UsageError{fmt.Errorf("unknown --istio-version %q; use one of %s", o.IstioVersion, strings.Join(known, ", "))}
+	}
+	return nil
+}
+
+// minorOf turns "1.28.1" or "v1.28" into "1.28".
+func minorOf(v string) string {
+	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// Run runs the prechecks and prints them.
+func (o *PrecheckOptions) Run(ctx context.Context) error {
+	base, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	clients, err := kube.NewClients(checks.ListConfig(base.Config))
+	if err != nil {
+		return err
+	}
+	enroll := append([]string(nil), o.Enroll...)
+	if ns, explicit, err := o.factory.Namespace(); err == nil && explicit && !slices.Contains(enroll, ns) {
+		enroll = append(enroll, ns)
+	}
+	cluster := checks.NewCluster(clients.Kube, clients.Dynamic, o.IstioNamespace, "")
+	cs := checks.Precheck(cluster, checks.PrecheckOptions{
+		IstioVersion: o.IstioVersion, Platform: o.Platform, EnrollNamespaces: enroll,
+	})
+	return runChecks(ctx, o.streams, cs, runSettings{
+		output: o.Output, warningsAsErrors: o.WarningsAsErrors, verbose: o.Verbose, timeout: o.Timeout,
+	})
+}

@@ -1,0 +1,58 @@
+package cmd
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
+)
+
+func TestStatusFlagErrorsAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"status", "--once", "-o", "xml"},
+		{"status", "--once", "--interval", "10ms"},
+		{"status", "--once", "--ztunnel-selector", "app"},
+		{"status", "--once", "--admin-access", "ssh"},
+		{"tui", "--concurrency", "0"},
+		{"status", "extra-arg"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			streams, _, _, _ := genericiooptions.NewTestIOStreams()
+			root := NewRootCmd(streams)
+			root.SetArgs(args)
+			err := root.Execute()
+			if ExitCode(err) != ExitUsage {
+				t.Fatalf("exit %d (%v), want %d", ExitCode(err), err, ExitUsage)
+			}
+			if msg := err.Error(); msg != strings.ToLower(msg[:1])+msg[1:] || strings.HasSuffix(msg, ".") {
+				t.Fatalf("error style: %q", msg)
+			}
+		})
+	}
+}
+
+func TestPrintSnapshotYAMLRoundTrips(t *testing.T) {
+	s := ztunnel.NewSnapshot("lab", "1.24.1", time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC), []ztunnel.NodeHealth{
+		{Node: "a", State: ztunnel.StateUnhealthy, Reasons: []ztunnel.Reason{{Code: ztunnel.ReasonNoZtunnel, Severity: ztunnel.StateUnhealthy, Message: "no ztunnel on node"}}},
+		{Node: "b", State: ztunnel.StateHealthy},
+	})
+	var b bytes.Buffer
+	if err := PrintSnapshot(&b, OutputYAML, &s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "state: unhealthy") || !strings.Contains(b.String(), "code: NoZtunnel") {
+		t.Fatalf("yaml:\n%s", b.String())
+	}
+	var back ztunnel.Snapshot
+	if err := yaml.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Nodes[0].State != ztunnel.StateUnhealthy || back.Totals.Unhealthy != 1 || !back.Unhealthy() {
+		t.Fatalf("round trip %+v", back)
+	}
+}

@@ -1,0 +1,366 @@
+package mtls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
+)
+
+// CaptureLabel marks the capture pods verify-mtls creates, so leftovers can
+// be found and deleted with --cleanup.
+const CaptureLabel = "kubectl-ambient.io/capture"
+
+// DefaultCaptureImage is a widely used troubleshooting image that ships tcpdump.
+const DefaultCaptureImage = "nicolaka/netshoot:v0.13"
+
+// LiveOptions configures a live capture.
+type LiveOptions struct {
+	Namespace string
+	// From and To select workloads by pod name, pod name prefix
+	// (deployment pods) or the app label; empty means every pod.
+	From, To string
+	Duration time.Duration
+	// MaxPackets stops each node's capture after that many packets (0: no limit).
+	MaxPackets int
+	Image      string
+	// WriteFile, when set, keeps each node's pcap (mode 0600): the name as
+	// given for one node, with "-<node>" before the extension for several.
+	WriteFile string
+	// Progress receives status lines (capture started, stopped).
+	Progress io.Writer
+}
+
+// LiveResult is what a live capture produced.
+type LiveResult struct {
+	Flows []pcap.Flow
+	Stats pcap.Stats
+	Pods  PodMap
+	Nodes []string
+	Files []string
+}
+
+// Live captures traffic of the selected pods: one privileged host-network
+// capture pod per involved node runs tcpdump for the duration with a BPF
+// filter on the pods' addresses; the pcap streams back over exec into the
+// decoder. Capture pods are always deleted, also when ctx is cancelled.
+func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o LiveOptions) (*LiveResult, error) {
+	if o.Image == "" {
+		o.Image = DefaultCaptureImage
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	list, err := kc.CoreV1().Pods(o.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list pods in namespace %q: %w", o.Namespace, err)
+	}
+	var selected []corev1.Pod
+	for _, p := range list.Items {
+		if p.Status.PodIP == "" || p.Spec.HostNetwork || p.Labels[CaptureLabel] != "" {
+			continue
+		}
+		if o.From == "" && o.To == "" || matchWorkload(&p, o.From) || matchWorkload(&p, o.To) {
+			selected = append(selected, p)
+		}
+	}
+	if len(selected) == 0 {
+		return nil, fmt.Errorf("no running pods with an ip match --from %q --to %q in namespace %q; list them with kubectl get pods -n %s -o wide", o.From, o.To, o.Namespace, o.Namespace)
+	}
+	res := &LiveResult{Pods: PodMapFromPods(list.Items)}
+	nodes := map[string]bool{}
+	var hosts []string
+	for _, p := range selected {
+		if p.Spec.NodeName != "" {
+			nodes[p.Spec.NodeName] = true
+		}
+		for _, ip := range p.Status.PodIPs {
+			hosts = append(hosts, "host "+ip.IP)
+		}
+		if len(p.Status.PodIPs) == 0 {
+			hosts = append(hosts, "host "+p.Status.PodIP)
+		}
+	}
+	for n := range nodes {
+		res.Nodes = append(res.Nodes, n)
+	}
+	sort.Strings(res.Nodes)
+	filter := "tcp and (" + strings.Join(hosts, " or ") + ")"
+
+	// Cleanup runs on its own context: it must happen after Ctrl-C too.
+	var created []string
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, name := range created {
+			zero := int64(0)
+			if err := kc.CoreV1().Pods(o.Namespace).Delete(cctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+				_, _ = fmt.Fprintf(progress, "warning: delete capture pod %s/%s: %v; remove leftovers with verify-mtls --cleanup\n", o.Namespace, name, err)
+			}
+		}
+	}()
+	suffix := rand.String(5)
+	podFor := map[string]string{}
+	for _, node := range res.Nodes {
+		pod := capturePod(o.Namespace, node, suffix, o.Image, o.Duration)
+		if _, err := kc.CoreV1().Pods(o.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			return nil, explainCreate(o.Namespace, err)
+		}
+		created = append(created, pod.Name)
+		podFor[node] = pod.Name
+	}
+	for _, node := range res.Nodes {
+		if err := waitRunning(ctx, kc, o.Namespace, podFor[node], 90*time.Second); err != nil {
+			return nil, err
+		}
+	}
+
+	secs := strconv.Itoa(int((o.Duration + time.Second - 1) / time.Second))
+	// --immediate-mode and a 16 MiB ring (-B): otherwise libpcap holds
+	// packets up to a second and a full-snaplen ring of 2 MiB holds only
+	// eight, so a short capture on a busy node loses packets.
+	cmd := []string{"timeout", "-s", "INT", secs, "tcpdump", "--immediate-mode", "-B", "16384", "-i", "any", "-U", "-s", "0", "-w", "-"}
+	if o.MaxPackets > 0 {
+		cmd = append(cmd, "-c", strconv.Itoa(o.MaxPackets))
+	}
+	cmd = append(cmd, filter)
+
+	type nodeOut struct {
+		flows []pcap.Flow
+		stats pcap.Stats
+		err   error
+		file  string
+	}
+	outs := make([]nodeOut, len(res.Nodes))
+	var wg sync.WaitGroup
+	for i, node := range res.Nodes {
+		wg.Add(1)
+		go func(i int, node string) {
+			defer wg.Done()
+			_, _ = fmt.Fprintf(progress, "capturing on node %s for %s (pod %s/%s)\n", node, o.Duration, o.Namespace, podFor[node])
+			outs[i].file, outs[i].flows, outs[i].stats, outs[i].err = captureNode(ctx, cfg, kc, o, podFor[node], node, len(res.Nodes) > 1, cmd)
+		}(i, node)
+	}
+	wg.Wait()
+	seen := map[[2]netip.AddrPort]int{}
+	for i, out := range outs {
+		if out.err != nil {
+			return nil, fmt.Errorf("capture on node %s: %w", res.Nodes[i], out.err)
+		}
+		if out.file != "" {
+			res.Files = append(res.Files, out.file)
+		}
+		res.Stats.Packets += out.stats.Packets
+		res.Stats.Bytes += out.stats.Bytes
+		res.Stats.TCP += out.stats.TCP
+		res.Stats.Undecodable += out.stats.Undecodable
+		if out.stats.InputError != "" {
+			res.Stats.InputError = out.stats.InputError
+		}
+		// A connection between two nodes is seen on both: keep the richer view.
+		for _, f := range out.flows {
+			k := [2]netip.AddrPort{f.Client, f.Server}
+			if j, ok := seen[k]; ok {
+				if f.Packets > res.Flows[j].Packets {
+					res.Flows[j] = f
+				}
+				continue
+			}
+			seen[k] = len(res.Flows)
+			res.Flows = append(res.Flows, f)
+		}
+	}
+	res.Stats.Flows = len(res.Flows)
+	_, _ = fmt.Fprintf(progress, "captured %d packets, %d connections on %d node(s)\n", res.Stats.Packets, len(res.Flows), len(res.Nodes))
+	return res, nil
+}
+
+func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o LiveOptions, pod, node string, many bool, cmd []string) (string, []pcap.Flow, pcap.Stats, error) {
+	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(o.Namespace).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: "capture", Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	exec, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+	if err != nil {
+		return "", nil, pcap.Stats{}, err
+	}
+	pr, pw := io.Pipe()
+	var stream io.Writer = pw
+	var file string
+	var f *os.File
+	if o.WriteFile != "" {
+		file = o.WriteFile
+		if many {
+			ext := ""
+			if i := strings.LastIndex(file, "."); i > strings.LastIndex(file, "/") {
+				file, ext = file[:i], file[i:]
+			}
+			file = file + "-" + node + ext
+		}
+		f, err = os.OpenFile(file, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		if err != nil {
+			return "", nil, pcap.Stats{}, fmt.Errorf("--write %s: %w", file, err)
+		}
+		defer func() { _ = f.Close() }()
+		stream = io.MultiWriter(pw, f)
+	}
+	var stderr strings.Builder
+	errc := make(chan error, 1)
+	go func() {
+		err := exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stream, Stderr: &limitedWriter{w: &stderr, n: 4096}})
+		_ = pw.CloseWithError(io.EOF)
+		errc <- err
+	}()
+	d := pcap.NewDecoder()
+	derr := d.ReadAll(ctx, pr)
+	_ = pr.Close()
+	serr := <-errc
+	if derr != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if errors.Is(derr, pcap.ErrNotCapture) && msg != "" {
+			return file, nil, pcap.Stats{}, fmt.Errorf("tcpdump in pod %s failed: %s", pod, firstLine(msg))
+		}
+		return file, nil, pcap.Stats{}, derr
+	}
+	// timeout(1) ends tcpdump with SIGINT: exit status 124 is the normal end.
+	if serr != nil && !strings.Contains(serr.Error(), "124") && ctx.Err() == nil {
+		return file, nil, pcap.Stats{}, fmt.Errorf("exec tcpdump in pod %s: %w: %s", pod, serr, firstLine(strings.TrimSpace(stderr.String())))
+	}
+	return file, d.Flows(), d.Stats(), nil
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		q := p
+		if len(q) > l.n {
+			q = q[:l.n]
+		}
+		l.n -= len(q)
+		_, _ = l.w.Write(q)
+	}
+	return len(p), nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// matchWorkload: the pod's name, a name prefix followed by "-" (pods of a
+// Deployment or StatefulSet), or the app / app.kubernetes.io/name label.
+func matchWorkload(p *corev1.Pod, w string) bool {
+	if w == "" {
+		return false
+	}
+	return p.Name == w || strings.HasPrefix(p.Name, w+"-") || p.Labels["app"] == w || p.Labels["app.kubernetes.io/name"] == w
+}
+
+func capturePod(ns, node, suffix, image string, d time.Duration) *corev1.Pod {
+	priv := true
+	no := false
+	zero := int64(0)
+	name := "ambient-capture-" + suffix + "-" + node
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	name = strings.TrimRight(name, "-.")
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: ns,
+			Labels: map[string]string{CaptureLabel: "true", "app.kubernetes.io/managed-by": "kubectl-ambient"},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			HostNetwork:                   true,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: &zero,
+			AutomountServiceAccountToken:  &no,
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{
+				Name:    "capture",
+				Image:   image,
+				Command: []string{"sleep", strconv.Itoa(int(d/time.Second) + 120)},
+				SecurityContext: &corev1.SecurityContext{
+					Privileged:   &priv,
+					Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}},
+				},
+			}},
+		},
+	}
+}
+
+func explainCreate(ns string, err error) error {
+	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity"):
+		return fmt.Errorf("create capture pod in namespace %q: %w; the capture pod is privileged with host networking: label the namespace pod-security.kubernetes.io/enforce=privileged or capture offline with --pcap", ns, err)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("create capture pod in namespace %q: %w; verify-mtls needs RBAC create/delete pods and create pods/exec there", ns, err)
+	}
+	return fmt.Errorf("create capture pod in namespace %q: %w", ns, err)
+}
+
+func waitRunning(ctx context.Context, kc kubernetes.Interface, ns, name string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		p, err := kc.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			switch p.Status.Phase {
+			case corev1.PodRunning:
+				return nil
+			case corev1.PodFailed, corev1.PodSucceeded:
+				return fmt.Errorf("capture pod %s/%s ended (%s) before the capture; check kubectl describe pod -n %s %s", ns, name, p.Status.Phase, ns, name)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("capture pod %s/%s not running after %s (image pull or scheduling?); check kubectl describe pod -n %s %s", ns, name, limit, ns, name)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Cleanup deletes capture pods left behind (all namespaces when ns is
+// empty) and returns their names.
+func Cleanup(ctx context.Context, kc kubernetes.Interface, ns string) ([]string, error) {
+	list, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: CaptureLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list capture pods: %w", err)
+	}
+	var gone []string
+	for _, p := range list.Items {
+		zero := int64(0)
+		if err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+			return gone, fmt.Errorf("delete capture pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		gone = append(gone, p.Namespace+"/"+p.Name)
+	}
+	return gone, nil
+}

@@ -1,0 +1,259 @@
+package ztunnel
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// rawDump mirrors the top level of ztunnel's /config_dump. Workloads and
+// services are arrays in current ztunnel and objects keyed by address in
+// older releases, so they stay raw until their shape is known.
+type rawDump struct {
+	Workloads    json.RawMessage `json:"workloads"`
+	Services     json.RawMessage `json:"services"`
+	Certificates []rawCert       `json:"certificates"`
+}
+
+type rawWorkload struct {
+	UID            string   `json:"uid"`
+	Name           string   `json:"name"`
+	Namespace      string   `json:"namespace"`
+	ServiceAccount string   `json:"serviceAccount"`
+	Node           string   `json:"node"`
+	WorkloadIPs    []string `json:"workloadIps"`
+	Protocol       string   `json:"protocol"`
+	Status         string   `json:"status"`
+}
+
+type rawCert struct {
+	Identity  string `json:"identity"`
+	State     string `json:"state"`
+	CertChain []struct {
+		SerialNumber   string `json:"serialNumber"`
+		ValidFrom      string `json:"validFrom"`
+		ExpirationTime string `json:"expirationTime"`
+	} `json:"certChain"`
+}
+
+// ParseConfigDump reads ztunnel's admin /config_dump in either shape.
+func ParseConfigDump(body []byte) (*ConfigDump, error) {
+	var raw rawDump
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, fmt.Errorf("parse ztunnel config_dump: %w", err)
+	}
+	out := &ConfigDump{}
+	ws, err := decodeList[rawWorkload](raw.Workloads)
+	if err != nil {
+		return nil, fmt.Errorf("parse ztunnel config_dump workloads: %w", err)
+	}
+	for key, w := range ws {
+		addrs := w.WorkloadIPs
+		if len(addrs) == 0 && !strings.HasPrefix(key, "\x00") {
+			addrs = []string{key}
+		}
+		out.Workloads = append(out.Workloads, Workload{
+			Name: w.Name, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount, Node: w.Node,
+			Addresses: addrs, Protocol: w.Protocol, Status: w.Status,
+		})
+	}
+	sort.Slice(out.Workloads, func(i, j int) bool {
+		a, b := out.Workloads[i], out.Workloads[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	svcs, err := decodeList[json.RawMessage](raw.Services)
+	if err != nil {
+		return nil, fmt.Errorf("parse ztunnel config_dump services: %w", err)
+	}
+	out.Services = len(svcs)
+	for _, c := range raw.Certificates {
+		cert := Certificate{Identity: c.Identity, State: c.State}
+		// The leaf is first in the chain; its expiry is the one that matters.
+		if len(c.CertChain) > 0 {
+			leaf := c.CertChain[0]
+			cert.Serial = leaf.SerialNumber
+			cert.ValidFrom = parseTime(leaf.ValidFrom)
+			cert.Expiration = parseTime(leaf.ExpirationTime)
+		}
+		out.Certificates = append(out.Certificates, cert)
+	}
+	sort.Slice(out.Certificates, func(i, j int) bool { return out.Certificates[i].Identity < out.Certificates[j].Identity })
+	return out, nil
+}
+
+// decodeList accepts a JSON array or an object keyed by address; for an
+// object the keys are returned alongside (empty for arrays).
+func decodeList[T any](raw json.RawMessage) (map[string]T, error) {
+	out := map[string]T{}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		return out, nil
+	}
+	switch trimmed[0] {
+	case '[':
+		var list []T
+		if err := json.Unmarshal(trimmed, &list); err != nil {
+			return nil, err
+		}
+		for i, v := range list {
+			// Array entries have no key; a private index keeps them distinct.
+			out[fmt.Sprintf("\x00%08d", i)] = v
+		}
+		return out, nil
+	case '{':
+		if err := json.Unmarshal(trimmed, &out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("expected an array or an object, got %q", truncate(string(trimmed), 20))
+}
+
+func parseTime(s string) *time.Time {
+	if s == "" {
+		return nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.RFC3339} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return &t
+		}
+	}
+	return nil
+}
+
+// AccessLog is one "connection complete" line of ztunnel's access log.
+type AccessLog struct {
+	Time          time.Time `json:"time"`
+	Direction     string    `json:"direction,omitempty"`
+	SrcAddr       string    `json:"srcAddr,omitempty"`
+	SrcWorkload   string    `json:"srcWorkload,omitempty"`
+	SrcNamespace  string    `json:"srcNamespace,omitempty"`
+	SrcIdentity   string    `json:"srcIdentity,omitempty"`
+	DstAddr       string    `json:"dstAddr,omitempty"`
+	DstHBONEAddr  string    `json:"dstHboneAddr,omitempty"`
+	DstService    string    `json:"dstService,omitempty"`
+	DstWorkload   string    `json:"dstWorkload,omitempty"`
+	DstNamespace  string    `json:"dstNamespace,omitempty"`
+	DstIdentity   string    `json:"dstIdentity,omitempty"`
+	BytesSent     string    `json:"bytesSent,omitempty"`
+	BytesReceived string    `json:"bytesRecv,omitempty"`
+	Duration      string    `json:"duration,omitempty"`
+	Error         string    `json:"error,omitempty"`
+	// MTLS is true when both identities are present (ztunnel logs them only for mTLS).
+	MTLS bool `json:"mtls"`
+}
+
+// ParseAccessLog extracts the "connection complete" lines from ztunnel's log
+// output. A CRI log prefix ("<time> stdout F ") is accepted and removed.
+func ParseAccessLog(body []byte) []AccessLog {
+	var out []AccessLog
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if e, ok := ParseAccessLogLine(sc.Text()); ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// ParseAccessLogLine parses one ztunnel log line; ok is false for lines that
+// are not access log entries.
+func ParseAccessLogLine(line string) (AccessLog, bool) {
+	idx := strings.Index(line, "connection complete")
+	if idx < 0 {
+		return AccessLog{}, false
+	}
+	var e AccessLog
+	head := strings.Fields(line[:idx])
+	// With a CRI prefix there are two timestamps; ztunnel's own is the later field.
+	for _, f := range head {
+		if t, err := time.Parse(time.RFC3339Nano, f); err == nil {
+			e.Time = t
+		}
+	}
+	for k, v := range splitKV(line[idx+len("connection complete"):]) {
+		switch k {
+		case "src.addr":
+			e.SrcAddr = v
+		case "src.workload":
+			e.SrcWorkload = v
+		case "src.namespace":
+			e.SrcNamespace = v
+		case "src.identity":
+			e.SrcIdentity = v
+		case "dst.addr":
+			e.DstAddr = v
+		case "dst.hbone_addr":
+			e.DstHBONEAddr = v
+		case "dst.service":
+			e.DstService = v
+		case "dst.workload":
+			e.DstWorkload = v
+		case "dst.namespace":
+			e.DstNamespace = v
+		case "dst.identity":
+			e.DstIdentity = v
+		case "direction":
+			e.Direction = v
+		case "bytes_sent":
+			e.BytesSent = v
+		case "bytes_recv":
+			e.BytesReceived = v
+		case "duration":
+			e.Duration = v
+		case "error":
+			e.Error = v
+		}
+	}
+	e.MTLS = e.SrcIdentity != "" && e.DstIdentity != ""
+	return e, true
+}
+
+// splitKV reads space-separated key=value pairs whose values may be quoted.
+func splitKV(s string) map[string]string {
+	out := map[string]string{}
+	for {
+		s = strings.TrimLeft(s, " \t")
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 {
+			return out
+		}
+		key := s[:eq]
+		if sp := strings.IndexAny(key, " \t"); sp >= 0 {
+			s = s[sp:]
+			continue
+		}
+		s = s[eq+1:]
+		var val string
+		if strings.HasPrefix(s, `"`) {
+			var b strings.Builder
+			j := 1
+			for ; j < len(s) && s[j] != '"'; j++ {
+				if s[j] == '\\' && j+1 < len(s) {
+					j++
+				}
+				b.WriteByte(s[j])
+			}
+			val = b.String()
+			if j < len(s) {
+				j++
+			}
+			s = s[j:]
+		} else {
+			end := strings.IndexAny(s, " \t")
+			if end < 0 {
+				end = len(s)
+			}
+			val, s = s[:end], s[end:]
+		}
+		out[key] = val
+	}
+}

@@ -1,0 +1,170 @@
+package install
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+)
+
+// Render renders a step's manifest the way `helm template` does, without a
+// cluster: CRDs included, hooks included, in Helm's install order.
+func Render(st Step) (string, error) {
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	act := action.NewInstall(cfg)
+	act.DryRun = true
+	act.ClientOnly = true
+	act.Replace = true
+	act.IncludeCRDs = true
+	act.ReleaseName = st.Release
+	act.Namespace = st.Namespace
+	rel, err := act.Run(st.Chart, st.Values)
+	if err != nil {
+		return "", fmt.Errorf("render %s (chart %s %s): %w", st.Release, st.Chart.Metadata.Name, st.Version, err)
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimSpace(rel.Manifest))
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&b, "\n---\n# Source: %s\n%s", h.Path, strings.TrimSpace(h.Manifest))
+	}
+	return b.String(), nil
+}
+
+// RenderAll writes every step's manifest, in install order, as one YAML
+// stream with a comment header per component.
+func RenderAll(w io.Writer, steps []Step) error {
+	for _, st := range steps {
+		m, err := Render(st)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "# Component %s: Helm release %s in namespace %s, chart %s %s\n%s\n",
+			st.Chart.Metadata.Name, st.Release, st.Namespace, st.Chart.Metadata.Name, st.Version, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// access is one permission the install needs.
+type access struct {
+	verb, group, resource, namespace, why string
+}
+
+func (a access) String() string {
+	res := a.resource
+	if a.group != "" {
+		res += "." + a.group
+	}
+	where := "cluster-wide"
+	if a.namespace != "" {
+		where = "in namespace " + a.namespace
+	}
+	return fmt.Sprintf("%s %s %s", a.verb, res, where)
+}
+
+// ErrForbidden is returned (wrapped) when the identity lacks a permission.
+var ErrForbidden = fmt.Errorf("permission denied")
+
+// checkAccess asks the API server (SelfSubjectAccessReview) whether the
+// current identity may do what the steps need, so a restricted user gets one
+// clear message listing every missing permission instead of a half install.
+func (in *Installer) checkAccess(ctx context.Context, steps []Step) error {
+	mapper, err := in.Getter.ToRESTMapper()
+	if err != nil {
+		return fmt.Errorf("build REST mapper: %w", err)
+	}
+	seen := map[access]bool{}
+	var need []access
+	add := func(a access) {
+		k := a
+		k.why = ""
+		if !seen[k] {
+			seen[k] = true
+			need = append(need, a)
+		}
+	}
+	for _, st := range steps {
+		add(access{"list", "", "secrets", st.Namespace, "Helm stores releases as Secrets"})
+		add(access{"create", "", "secrets", st.Namespace, "Helm stores releases as Secrets"})
+		m, err := Render(st)
+		if err != nil {
+			return fmt.Errorf("%w; nothing was applied", err)
+		}
+		for _, doc := range releaseutil.SplitManifests(m) {
+			var head struct {
+				APIVersion string `json:"apiVersion"`
+				Kind       string `json:"kind"`
+				Metadata   struct {
+					Namespace string `json:"namespace"`
+				} `json:"metadata"`
+			}
+			if yaml.Unmarshal([]byte(doc), &head) != nil || head.Kind == "" {
+				continue
+			}
+			gv, err := schema.ParseGroupVersion(head.APIVersion)
+			if err != nil {
+				continue
+			}
+			mp, err := mapper.RESTMapping(gv.WithKind(head.Kind).GroupKind(), gv.Version)
+			if err != nil {
+				continue // a kind the cluster does not know yet (a CRD this run installs)
+			}
+			ns := ""
+			if mp.Scope.Name() == "namespace" {
+				ns = head.Metadata.Namespace
+				if ns == "" {
+					ns = st.Namespace
+				}
+			}
+			add(access{"create", mp.Resource.Group, mp.Resource.Resource, ns, st.Chart.Metadata.Name})
+		}
+	}
+	var (
+		mu       sync.Mutex
+		missing  []string
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for _, a := range need {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := in.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace,
+				}},
+			}, metav1.CreateOptions{})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			if !r.Status.Allowed {
+				missing = append(missing, a.String())
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return in.clusterErr(fmt.Errorf("check permissions: %w", firstErr))
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("%w: the current identity cannot %s; installing Istio needs cluster-admin-like rights: ask a cluster admin, or use an admin --context",
+			ErrForbidden, strings.Join(missing, ", cannot "))
+	}
+	return nil
+}

@@ -1,0 +1,533 @@
+package migrate_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/cni/cnisim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
+)
+
+func TestMain(m *testing.M) { labtest.Main(m, labtest.Options{}) }
+
+var crdOnce sync.Once
+
+// installCRDs installs the minimal Istio and Gateway API CRDs from testdata
+// once per lab and waits until they are served.
+func installCRDs(t *testing.T, lab *labtest.Lab) {
+	t.Helper()
+	crdOnce.Do(func() {
+		lab.Kubectl(t, "apply", "-f", filepath.Join("..", "..", "testdata", "migrate", "crds.yaml"))
+		lab.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s", "crd",
+			"authorizationpolicies.security.istio.io", "peerauthentications.security.istio.io", "virtualservices.networking.istio.io",
+			"destinationrules.networking.istio.io", "envoyfilters.networking.istio.io", "sidecars.networking.istio.io", "gateways.gateway.networking.k8s.io")
+	})
+}
+
+// startCNI runs the test-only istio-cni stand-in until the test ends.
+func startCNI(t *testing.T, lab *labtest.Lab) *cnisim.Controller {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := cnisim.New(lab.Clients.Kube, cnisim.Options{Delay: 100 * time.Millisecond, Workers: 32})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("cni stand-in: %v", err)
+		}
+	})
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return c.HasSynced(), nil }); err != nil {
+		t.Fatalf("cni stand-in did not sync: %v", err)
+	}
+	return c
+}
+
+// deployment creates a Deployment whose pods look injected when sidecar is
+// true: the real sidecar.istio.io/status annotation and an istio-proxy
+// container (with ISTIO_META_ENABLE_HBONE=true when hbone).
+func deployment(t *testing.T, lab *labtest.Lab, ns, name string, replicas int32, sidecar, hbone bool) *appsv1.Deployment {
+	t.Helper()
+	tmpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/lab/app:1"}}},
+	}
+	if sidecar {
+		tmpl.Annotations = map[string]string{migrate.AnnotationSidecarStatus: `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"revision":"default"}`}
+		proxy := corev1.Container{Name: migrate.ProxyContainer, Image: "registry.invalid/istio/proxyv2:1.28.0"}
+		if hbone {
+			proxy.Env = []corev1.EnvVar{{Name: migrate.EnvEnableHBONE, Value: "true"}}
+		}
+		tmpl.Spec.Containers = append(tmpl.Spec.Containers, proxy)
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: tmpl,
+		},
+	}
+	got, err := lab.Clients.Kube.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create deployment %s/%s: %v", ns, name, err)
+	}
+	return got
+}
+
+// waitPods waits until ns has exactly n Running pods with IPs (and none terminating).
+func waitPods(t *testing.T, lab *labtest.Lab, ns string, n int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		pods = pods[:0]
+		for _, p := range l.Items {
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+				return false, nil
+			}
+			pods = append(pods, p)
+		}
+		return len(pods) == n, nil
+	})
+	if err != nil {
+		t.Fatalf("namespace %s: want %d running pods, have %d: %v", ns, n, len(pods), err)
+	}
+	return pods
+}
+
+func podUIDs(t *testing.T, lab *labtest.Lab, ns string) map[string]types.UID {
+	t.Helper()
+	l, err := lab.Clients.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]types.UID{}
+	for _, p := range l.Items {
+		out[p.Name] = p.UID
+	}
+	return out
+}
+
+func getNS(t *testing.T, lab *labtest.Lab, name string) *corev1.Namespace {
+	t.Helper()
+	ns, err := lab.Clients.Kube.CoreV1().Namespaces().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// run executes the real command tree against the lab and returns stdout, stderr and the error.
+func run(t *testing.T, kubeconfig string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := cmd.NewRootCmd(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	root.SetArgs(append(args, "--kubeconfig", kubeconfig))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
+}
+
+// waitAnnotations waits until no pod in ns carries the redirection annotation.
+func waitReleased(t *testing.T, lab *labtest.Lab, ns string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, p := range l.Items {
+			if _, ok := p.Annotations[migrate.AnnotationRedirection]; ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("namespace %s: pods still carry %s after unenroll: %v", ns, migrate.AnnotationRedirection, err)
+	}
+}
+
+// TestEnrollEndToEnd enrolls plain, sidecar, mixed and L7 namespaces with
+// the real command, verifies capture with the CNI stand-in running, checks
+// status, unenrolls, unenrolls again, and re-enrolls. No pod is restarted.
+func TestEnrollEndToEnd(t *testing.T) {
+	lab := labtest.Get(t)
+	installCRDs(t, lab)
+	startCNI(t, lab)
+	plain := lab.Namespace(t, map[string]string{"team": "e2e"})
+	sidecar := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
+	mixed := lab.Namespace(t, map[string]string{"istio.io/rev": "default", "keep": "me"})
+	l7 := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
+	deployment(t, lab, plain, "web", 2, false, false)
+	deployment(t, lab, sidecar, "cart", 2, true, true)
+	deployment(t, lab, mixed, "old", 1, true, false)
+	deployment(t, lab, mixed, "new", 2, false, false)
+	deployment(t, lab, l7, "api", 1, false, false)
+	writeAndApply(t, lab, l7, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: get-only}
+spec:
+  selector: {matchLabels: {app: api}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api}
+spec: {host: api, subsets: [{name: v1, labels: {version: v1}}]}
+`)
+	lab.RunPod(t, plain, "opted-out", "", map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneNone})
+	hostPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "host-agent", Namespace: plain},
+		Spec: corev1.PodSpec{HostNetwork: true, NodeName: lab.Nodes[0], Containers: []corev1.Container{{Name: "agent", Image: "registry.invalid/lab/agent:1"}}}}
+	if _, err := lab.Clients.Kube.CoreV1().Pods(plain).Create(context.Background(), hostPod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, lab, plain, 4)
+	waitPods(t, lab, sidecar, 2)
+	waitPods(t, lab, mixed, 3)
+	waitPods(t, lab, l7, 1)
+	names := []string{plain, sidecar, mixed, l7}
+	before := map[string]map[string]string{}
+	uids := map[string]map[string]types.UID{}
+	for _, n := range names {
+		before[n] = getNS(t, lab, n).Labels
+		uids[n] = podUIDs(t, lab, n)
+	}
+
+	// Dry run: the plan, nothing changed.
+	out, _, err := run(t, lab.Kubeconfig, append([]string{"enroll", "namespace", "--dry-run", "-o", "json"}, names...)...)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	var dry cmd.EnrollReport
+	if err := json.Unmarshal([]byte(out), &dry); err != nil {
+		t.Fatalf("dry run output: %v\n%s", err, out)
+	}
+	modes := map[string]migrate.NamespacePlan{}
+	for _, n := range dry.Plan.Namespaces {
+		modes[n.Name] = n
+	}
+	if modes[plain].Mode != migrate.ModeNone || modes[sidecar].Mode != migrate.ModeSidecar || modes[mixed].Mode != migrate.ModeSidecar {
+		t.Errorf("modes: plain %s sidecar %s mixed %s", modes[plain].Mode, modes[sidecar].Mode, modes[mixed].Mode)
+	}
+	if p := modes[mixed].Pods; p.Capture != 2 || p.Sidecar != 1 || p.SidecarNoHBONE != 1 {
+		t.Errorf("mixed pods = %+v, want 2 to capture, 1 sidecar without HBONE", p)
+	}
+	if len(modes[l7].L7) != 2 {
+		t.Errorf("l7 resources = %+v, want the AuthorizationPolicy and the DestinationRule", modes[l7].L7)
+	}
+	for _, n := range names {
+		if got := getNS(t, lab, n).Labels; !maps.Equal(got, before[n]) {
+			t.Errorf("dry run changed %s labels: %v", n, got)
+		}
+	}
+
+	// Enroll and verify.
+	out, stderr, err := run(t, lab.Kubeconfig, append([]string{"enroll", "namespace", "--timeout", "60s", "-o", "json"}, names...)...)
+	if err != nil {
+		t.Fatalf("enroll: %v\nstderr: %s", err, stderr)
+	}
+	var rep cmd.EnrollReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("enroll output: %v\n%s", err, out)
+	}
+	if rep.Verify == nil || !rep.Verify.Done {
+		t.Fatalf("verification not done: %+v", rep.Verify)
+	}
+	for _, v := range rep.Verify.Namespaces {
+		wantCaptured := map[string]int{plain: 2, sidecar: 0, mixed: 2, l7: 1}[v.Namespace]
+		wantAwaiting := map[string]int{sidecar: 2, mixed: 1}[v.Namespace]
+		if v.Captured != wantCaptured || v.AwaitingRollout != wantAwaiting {
+			t.Errorf("%s: captured %d awaiting %d, want %d and %d", v.Namespace, v.Captured, v.AwaitingRollout, wantCaptured, wantAwaiting)
+		}
+		if v.Namespace == plain && (v.OptedOut != 1 || v.HostNetwork != 1) {
+			t.Errorf("plain: opted out %d, hostNetwork %d; want 1 and 1", v.OptedOut, v.HostNetwork)
+		}
+	}
+	// The CNI stand-in, like istio-cni, leaves sidecar, opted-out and hostNetwork pods alone.
+	for _, n := range names {
+		l, _ := lab.Clients.Kube.CoreV1().Pods(n).List(context.Background(), metav1.ListOptions{})
+		for _, p := range l.Items {
+			_, sidecar := p.Annotations[migrate.AnnotationSidecarStatus]
+			skip := sidecar || p.Spec.HostNetwork || p.Labels[migrate.LabelDataplaneMode] == migrate.DataplaneNone
+			if got := p.Annotations[migrate.AnnotationRedirection]; (got != "") == skip || (!skip && got != migrate.RedirectionEnabled) {
+				t.Errorf("pod %s/%s: redirection %q (sidecar %v, hostNetwork %v)", n, p.Name, got, sidecar, p.Spec.HostNetwork)
+			}
+		}
+	}
+	for _, n := range names {
+		ns := getNS(t, lab, n)
+		if ns.Labels[migrate.LabelDataplaneMode] != migrate.DataplaneAmbient || ns.Labels[migrate.LabelInjection] != "" || ns.Labels[migrate.LabelRev] != "" {
+			t.Errorf("%s labels after enroll: %v", n, ns.Labels)
+		}
+		j, ok, err := migrate.ReadJournal(ns.Annotations)
+		if err != nil || !ok {
+			t.Fatalf("%s journal: %v %v", n, ok, err)
+		}
+		for _, k := range []string{migrate.LabelInjection, migrate.LabelRev} {
+			v, had := before[n][k]
+			if p := j.Previous[k]; (p != nil) != had || (p != nil && *p != v) {
+				t.Errorf("%s journal previous %s = %v, want %q (present %v)", n, k, p, v, had)
+			}
+		}
+		if got := podUIDs(t, lab, n); !maps.Equal(got, uids[n]) {
+			t.Errorf("%s pods changed (restarted?): %v -> %v", n, uids[n], got)
+		}
+	}
+	if !strings.Contains(stderr, "enrolled (journal written)") {
+		t.Errorf("no progress on stderr: %s", stderr)
+	}
+
+	// Status: intent versus actual.
+	out, _, err = run(t, lab.Kubeconfig, append([]string{"enroll", "status", "-o", "json"}, names...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Namespaces []migrate.NamespaceStatus }
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Namespaces {
+		if s.Intent != "ambient" || !s.Journal || s.Pending+s.Missing != 0 {
+			t.Errorf("status %+v", s)
+		}
+		if s.Namespace == mixed && (s.Captured != 2 || s.Sidecars != 1 || s.Converged) {
+			t.Errorf("mixed status %+v: want 2 captured, 1 sidecar, not converged", s)
+		}
+	}
+	tableOut, _, err := run(t, lab.Kubeconfig, "enroll", "status", plain)
+	if err != nil || !strings.Contains(tableOut, "all pods captured") {
+		t.Errorf("status table: %v\n%s", err, tableOut)
+	}
+
+	// Unenroll restores exactly; a second run changes nothing.
+	out, _, err = run(t, lab.Kubeconfig, append([]string{"unenroll", "namespace"}, names...)...)
+	if err != nil {
+		t.Fatalf("unenroll: %v\n%s", err, out)
+	}
+	for _, n := range names {
+		ns := getNS(t, lab, n)
+		if !maps.Equal(ns.Labels, before[n]) {
+			t.Errorf("%s labels after unenroll = %v, want %v", n, ns.Labels, before[n])
+		}
+		if _, ok := ns.Annotations[migrate.AnnotationJournal]; ok {
+			t.Errorf("%s journal left after unenroll", n)
+		}
+		waitReleased(t, lab, n)
+	}
+	rv := getNS(t, lab, plain).ResourceVersion
+	out, _, err = run(t, lab.Kubeconfig, "unenroll", "namespace", plain)
+	if err != nil || !strings.Contains(out, migrate.OutcomeNotEnrolled) {
+		t.Errorf("second unenroll: %v\n%s", err, out)
+	}
+	if getNS(t, lab, plain).ResourceVersion != rv {
+		t.Errorf("second unenroll wrote to namespace %s", plain)
+	}
+
+	// Re-enroll converges again, still without restarts.
+	if _, stderr, err := run(t, lab.Kubeconfig, append([]string{"enroll", "namespace", "--timeout", "60s"}, names...)...); err != nil {
+		t.Fatalf("re-enroll: %v\n%s", err, stderr)
+	}
+	for _, n := range names {
+		if got := podUIDs(t, lab, n); !maps.Equal(got, uids[n]) {
+			t.Errorf("%s pods changed on re-enroll", n)
+		}
+	}
+}
+
+// TestEnrollRefusals checks the errors that must change nothing at all.
+func TestEnrollRefusals(t *testing.T) {
+	lab := labtest.Get(t)
+	installCRDs(t, lab)
+	a := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
+	b := lab.Namespace(t, nil)
+	blocked := lab.Namespace(t, nil)
+	writeAndApply(t, lab, blocked, `apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: lua}
+spec: {}
+`)
+	snapshot := func() map[string]string {
+		out := map[string]string{}
+		for _, n := range []string{a, b, blocked} {
+			out[n] = getNS(t, lab, n).ResourceVersion
+		}
+		return out
+	}
+	start := snapshot()
+	tests := []struct {
+		name string
+		args []string
+		want string
+		exit int
+	}{
+		{"missing namespace", []string{"enroll", "namespace", a, "does-not-exist"}, `"does-not-exist": namespace not found`, cmd.ExitFailure},
+		{"kube-system", []string{"enroll", "namespace", a, "kube-system"}, `"kube-system": namespace refused`, cmd.ExitFailure},
+		{"bad selector", []string{"enroll", "namespace", "--selector", "a in (", a}, "invalid --selector", cmd.ExitUsage},
+		{"blocked", []string{"enroll", "namespace", a, blocked}, "EnvoyFilter lua", cmd.ExitFailure},
+		{"restricted identity", []string{"enroll", "namespace", a, b}, "", cmd.ExitFailure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kc := lab.Kubeconfig
+			if tt.name == "restricted identity" {
+				kc = lab.RestrictedKubeconfig
+			}
+			_, stderr, err := run(t, kc, tt.args...)
+			if err == nil {
+				t.Fatalf("no error; stderr %s", stderr)
+			}
+			if cmd.ExitCode(err) != tt.exit {
+				t.Errorf("exit code %d, want %d (%v)", cmd.ExitCode(err), tt.exit, err)
+			}
+			msg := err.Error()
+			t.Logf("error: %s", msg)
+			if tt.want != "" && !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not contain %q", msg, tt.want)
+			}
+			if tt.name == "restricted identity" && !strings.Contains(msg, "forbidden") && !strings.Contains(msg, "permission denied") {
+				t.Errorf("restricted identity: error %q does not say it is forbidden", msg)
+			}
+			if msg != strings.ToLower(msg[:1])+msg[1:] || strings.HasSuffix(msg, ".") {
+				t.Errorf("error not one lower-case line without period: %q", msg)
+			}
+			if got := snapshot(); !maps.Equal(got, start) {
+				t.Errorf("namespaces were written: %v -> %v", start, got)
+			}
+		})
+	}
+}
+
+// TestCheckAccessRestricted asks the API server, as the lab's restricted
+// identity, for the permissions an enrollment needs: it must be told exactly
+// which are missing.
+func TestCheckAccessRestricted(t *testing.T) {
+	lab := labtest.Get(t)
+	cfg, err := lab.RestrictedConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := kube.NewClients(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := &migrate.Plan{Namespaces: []migrate.NamespacePlan{{Name: "shop", Pods: migrate.PodCounts{Sidecar: 1}}}}
+	err = migrate.CheckAccess(context.Background(), rc.Kube, migrate.EnrollAccess(plan, true, true))
+	if !errors.Is(err, migrate.ErrForbidden) {
+		t.Fatalf("err = %v, want ErrForbidden", err)
+	}
+	for _, want := range []string{"patch namespaces cluster-wide", "patch deployments.apps in namespace shop", "nothing was changed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "list pods") || strings.Contains(err.Error(), "get namespaces") {
+		t.Errorf("error lists permissions the identity has: %v", err)
+	}
+	if err := migrate.CheckAccess(context.Background(), lab.Clients.Kube, migrate.EnrollAccess(plan, true, true)); err != nil {
+		t.Errorf("admin: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeAndApply(t *testing.T, lab *labtest.Lab, ns, doc string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "obj.yaml")
+	writeFile(t, p, doc)
+	lab.Kubectl(t, "apply", "-n", ns, "-f", p)
+}
+
+// TestRestartSidecarsRespectsPDB restarts sidecar workloads one at a time,
+// waits for each rollout, and stops at the first workload whose
+// PodDisruptionBudget allows no disruption.
+func TestRestartSidecarsRespectsPDB(t *testing.T) {
+	lab := labtest.Get(t)
+	ctx := context.Background()
+	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
+	deployment(t, lab, ns, "a", 2, true, true)
+	deployment(t, lab, ns, "b", 2, true, true)
+	deployment(t, lab, ns, "c", 1, true, true)
+	waitPods(t, lab, ns, 5)
+	pdb := func(name, app string, minAvail int) {
+		mv := intstr.FromInt32(int32(minAvail))
+		_, err := lab.Clients.Kube.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &mv, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pdb("a-budget", "a", 1) // allows one disruption once the disruption controller has counted the pods
+	pdb("b-budget", "b", 2) // allows none
+	before := podUIDs(t, lab, ns)
+	var events []string
+	var mu sync.Mutex
+	obs := func(e migrate.Event) {
+		mu.Lock()
+		events = append(events, string(e.Step)+" "+e.Message)
+		mu.Unlock()
+	}
+	ws := []migrate.WorkloadRef{{Namespace: ns, Kind: "Deployment", Name: "a"}, {Namespace: ns, Kind: "Deployment", Name: "b"}, {Namespace: ns, Kind: "Deployment", Name: "c"}}
+	res, err := migrate.RestartSidecars(ctx, lab.Clients.Kube, ws, migrate.RestartOptions{RolloutTimeout: 90 * time.Second, PDBTimeout: 20 * time.Second, Observer: obs})
+	if err == nil || !strings.Contains(err.Error(), "b-budget") || !strings.Contains(err.Error(), "remaining 1 workload") {
+		t.Fatalf("err = %v, want the b-budget PDB to stop the run before c", err)
+	}
+	if len(res) != 2 || res[0].Outcome != migrate.RestartDone || res[1].Outcome != migrate.RestartFailed {
+		t.Fatalf("results = %+v", res)
+	}
+	after := podUIDs(t, lab, ns)
+	changed := map[string]int{}
+	for name, uid := range before {
+		if after[name] != uid {
+			changed[strings.SplitN(name, "-", 2)[0]]++
+		}
+	}
+	if changed["a"] != 2 || changed["b"] != 0 || changed["c"] != 0 {
+		t.Errorf("replaced pods per workload = %v, want only a's 2", changed)
+	}
+	for _, name := range []string{"b", "c"} {
+		d, _ := lab.Clients.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if _, ok := d.Spec.Template.Annotations[migrate.AnnotationRestartedAt]; ok {
+			t.Errorf("deployment %s was restarted after the failure", name)
+		}
+	}
+	mu.Lock()
+	joined := strings.Join(events, "\n")
+	mu.Unlock()
+	if !strings.Contains(joined, "waiting-pdb b-budget") || !strings.Contains(joined, "restarted Deployment/a") {
+		t.Errorf("events:\n%s", joined)
+	}
+}
