@@ -284,6 +284,9 @@ func NewCmdInstallStatus(f *kube.Factory, streams genericiooptions.IOStreams) *c
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each component's Helm release: chart and app version, status, revision and readiness",
+		Long: `Show, for each component of the ambient profile, its Helm release (found in istio-system, or
+kube-system on OpenShift), chart and app version, revision and status, and whether its Deployments
+and DaemonSets are ready right now. Exits 1 (after printing) when a component is missing or not ready.`,
 		Example: `  kubectl ambient install status
   kubectl ambient install status -o json`,
 		Args: usageArgs(cobra.NoArgs),

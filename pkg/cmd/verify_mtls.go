@@ -65,7 +65,9 @@ pod per node (--image, default a well-known image with tcpdump), captures only
 traffic of those pods for --duration, streams the pcap over exec into the decoder,
 and deletes the capture pods (also on Ctrl-C). --write keeps the capture (0600).
 It needs RBAC to create pods and pods/exec, and a namespace whose Pod Security
-admits privileged pods. --cleanup deletes capture pods left behind.
+admits privileged pods. The access logs of the ztunnels (app=ztunnel) on those
+nodes are joined for identities; --pods adds addresses that are not pods.
+--cleanup deletes capture pods left behind.
 
 Exit code 0 only when no plaintext crossed between mesh workloads; 1 after
 printing the table when a verdict fails.`,
@@ -154,13 +156,16 @@ func (o *VerifyMTLSOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return o.report(flows, stats, pods, name)
+	return o.report(flows, stats, pods, name, nil)
 }
 
 // report judges, joins identities, prints, and turns a failed verdict into exit code 1.
-func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtls.PodMap, name string) error {
+func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtls.PodMap, name string, logs []mtls.AccessLogEntry) error {
 	rep := mtls.Judge(flows, pods)
 	rep.Stats = stats
+	if len(logs) > 0 {
+		mtls.JoinIdentities(rep, logs)
+	}
 	for _, path := range o.Logs {
 		if err := o.joinLogs(rep, path); err != nil {
 			return err
@@ -226,7 +231,7 @@ func (o *VerifyMTLSOptions) runLive(ctx context.Context) error {
 	for _, f := range res.Files {
 		fmt.Fprintf(o.streams.ErrOut, "capture kept in %s\n", f)
 	}
-	return o.report(res.Flows, res.Stats, pods, "live capture")
+	return o.report(res.Flows, res.Stats, pods, "live capture", res.Logs)
 }
 
 func (o *VerifyMTLSOptions) cleanup(ctx context.Context) error {

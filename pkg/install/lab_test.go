@@ -542,6 +542,7 @@ func TestRestrictedIdentityIsDenied(t *testing.T) {
 	if !errors.Is(err, ErrForbidden) {
 		t.Fatalf("err = %v, want ErrForbidden", err)
 	}
+	t.Logf("restricted identity: %v", err)
 	for _, want := range []string{"cannot create secrets in namespace istio-system", "customresourcedefinitions.apiextensions.k8s.io cluster-wide", "daemonsets.apps in namespace istio-system"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -113,7 +113,12 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 	if cfg.QPS == 0 {
 		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	}
-	kc, err := kubernetes.NewForConfig(cfg)
+	// The typed client speaks protobuf: listing 10,000 pods decodes several
+	// times faster than JSON. The dynamic client needs JSON (unstructured).
+	pc := rest.CopyConfig(cfg)
+	pc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	pc.ContentType = "application/vnd.kubernetes.protobuf"
+	kc, err := kubernetes.NewForConfig(pc)
 	if err != nil {
 		return nil, fmt.Errorf("build kubernetes client for %s: %w", cfg.Host, err)
 	}

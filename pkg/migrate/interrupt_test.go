@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,5 +304,30 @@ func TestEnrollWaypoint(t *testing.T) {
 	}
 	if _, err := gws.Get(ctx, "waypoint", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("waypoint not deleted by unenroll: %v", err)
+	}
+}
+
+// TestUnenrollWithoutJournal: a namespace enrolled by hand has no journal;
+// unenroll removes only the ambient label, keeps everything else, and says so.
+func TestUnenrollWithoutJournal(t *testing.T) {
+	lab := labtest.Get(t)
+	name := lab.Namespace(t, map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneAmbient, "team": "x"})
+	res, err := migrate.Unenroll(context.Background(), lab.Clients.Kube, nil, []string{name}, migrate.UnenrollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Outcome != migrate.OutcomeUnenrolled || !strings.Contains(res[0].Message, "no journal found") {
+		t.Errorf("result = %+v", res[0])
+	}
+	want := map[string]string{"kubernetes.io/metadata.name": name, "team": "x"}
+	if got := getNS(t, lab, name).Labels; !maps.Equal(got, want) {
+		t.Errorf("labels = %v, want %v", got, want)
+	}
+	res, err = migrate.Unenroll(context.Background(), lab.Clients.Kube, nil, []string{name}, migrate.UnenrollOptions{})
+	if err != nil || res[0].Outcome != migrate.OutcomeNotEnrolled {
+		t.Errorf("second unenroll: %v %+v", err, res)
+	}
+	if _, err := migrate.Unenroll(context.Background(), lab.Clients.Kube, nil, []string{"no-such-namespace"}, migrate.UnenrollOptions{}); err == nil || !strings.Contains(err.Error(), `unenroll namespace "no-such-namespace": namespace not found`) {
+		t.Errorf("missing namespace: %v", err)
 	}
 }

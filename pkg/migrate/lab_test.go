@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -501,7 +502,7 @@ func TestRestartSidecarsRespectsPDB(t *testing.T) {
 		mu.Unlock()
 	}
 	ws := []migrate.WorkloadRef{{Namespace: ns, Kind: "Deployment", Name: "a"}, {Namespace: ns, Kind: "Deployment", Name: "b"}, {Namespace: ns, Kind: "Deployment", Name: "c"}}
-	res, err := migrate.RestartSidecars(ctx, lab.Clients.Kube, ws, migrate.RestartOptions{RolloutTimeout: 90 * time.Second, PDBTimeout: 20 * time.Second, Observer: obs})
+	res, err := migrate.RestartSidecars(ctx, lab.Clients.Kube, ws, migrate.RestartOptions{RolloutTimeout: 90 * time.Second, PDBTimeout: 8 * time.Second, Observer: obs})
 	if err == nil || !strings.Contains(err.Error(), "b-budget") || !strings.Contains(err.Error(), "remaining 1 workload") {
 		t.Fatalf("err = %v, want the b-budget PDB to stop the run before c", err)
 	}
@@ -529,5 +530,92 @@ func TestRestartSidecarsRespectsPDB(t *testing.T) {
 	mu.Unlock()
 	if !strings.Contains(joined, "waiting-pdb b-budget") || !strings.Contains(joined, "restarted Deployment/a") {
 		t.Errorf("events:\n%s", joined)
+	}
+}
+
+// TestEnrollVerifyTimeoutReportsPods: without istio-cni the pods stay
+// missing; with an agent that never gets past pending they stay pending.
+// Either way the command stops at --timeout, lists each pod with its reason,
+// and exits non-zero, while the namespace stays enrolled with its journal.
+func TestEnrollVerifyTimeoutReportsPods(t *testing.T) {
+	lab := labtest.Get(t)
+	ns := lab.Namespace(t, nil)
+	lab.RunPod(t, ns, "lonely", lab.Nodes[0], nil)
+
+	out, _, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--timeout", "2s")
+	if !errors.Is(err, migrate.ErrNotCaptured) || cmd.ExitCode(err) != cmd.ExitFailure {
+		t.Fatalf("err = %v, want ErrNotCaptured", err)
+	}
+	if !strings.Contains(err.Error(), "1 pod(s) in 1 namespace(s) still not captured after 2s") {
+		t.Errorf("error: %v", err)
+	}
+	wantLine := fmt.Sprintf("%s/lonely: missing: no %s annotation: istio-cni on node %s has not processed the pod", ns, migrate.AnnotationRedirection, lab.Nodes[0])
+	if !strings.Contains(out, wantLine) || !strings.Contains(out, "0/1") {
+		t.Errorf("output lacks the missing pod and its reason:\n%s", out)
+	}
+	if _, ok, _ := migrate.ReadJournal(getNS(t, lab, ns).Annotations); !ok {
+		t.Errorf("namespace lost its journal after a verification timeout")
+	}
+
+	// An agent stuck at pending (delay far beyond the timeout).
+	ctx, cancel := context.WithCancel(context.Background())
+	stuck := cnisim.New(lab.Clients.Kube, cnisim.Options{Delay: time.Hour})
+	done := make(chan error, 1)
+	go func() { done <- stuck.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := lab.Clients.Kube.CoreV1().Pods(ns).Get(ctx, "lonely", metav1.GetOptions{})
+		return err == nil && p.Annotations[migrate.AnnotationRedirection] == migrate.RedirectionPending, nil
+	})
+	if err != nil {
+		t.Fatalf("stuck agent did not write pending: %v", err)
+	}
+	out, _, err = run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--timeout", "2s", "-o", "json")
+	if !errors.Is(err, migrate.ErrNotCaptured) {
+		t.Fatalf("err = %v, want ErrNotCaptured", err)
+	}
+	var rep cmd.EnrollReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Results[0].Outcome != migrate.OutcomeAlreadyEnrolled {
+		t.Errorf("re-run outcome = %q, want %q", rep.Results[0].Outcome, migrate.OutcomeAlreadyEnrolled)
+	}
+	v := rep.Verify.Namespaces[0]
+	if v.Pending != 1 || len(v.Pods) != 1 || v.Pods[0].State != migrate.PodPending || !strings.Contains(v.Pods[0].Reason, "ztunnel on node "+lab.Nodes[0]) {
+		t.Errorf("verify = %+v, want the pod pending with a ztunnel reason", v)
+	}
+}
+
+// TestEnrollRestartSidecarsCommand runs `enroll --restart-sidecars`: the
+// sidecar Deployment is restarted (new pod UIDs), the plain one is not.
+func TestEnrollRestartSidecarsCommand(t *testing.T) {
+	lab := labtest.Get(t)
+	startCNI(t, lab)
+	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
+	deployment(t, lab, ns, "legacy", 2, true, true)
+	deployment(t, lab, ns, "plain", 1, false, false)
+	waitPods(t, lab, ns, 3)
+	before := podUIDs(t, lab, ns)
+	out, stderr, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--restart-sidecars", "--timeout", "60s", "--rollout-timeout", "90s", "-o", "json")
+	if err != nil {
+		t.Fatalf("enroll: %v\n%s", err, stderr)
+	}
+	var rep cmd.EnrollReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Restarts) != 1 || rep.Restarts[0].Workload.Name != "legacy" || rep.Restarts[0].Outcome != migrate.RestartDone {
+		t.Fatalf("restarts = %+v", rep.Restarts)
+	}
+	after := podUIDs(t, lab, ns)
+	for name, uid := range before {
+		replaced := after[name] != uid
+		if strings.HasPrefix(name, "legacy-") != replaced {
+			t.Errorf("pod %s replaced = %v", name, replaced)
+		}
+	}
+	if !strings.Contains(stderr, "restarting Deployment/legacy") || !strings.Contains(stderr, "Deployment/legacy rolled out") {
+		t.Errorf("progress:\n%s", stderr)
 	}
 }

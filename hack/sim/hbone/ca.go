@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,7 +67,7 @@ func (ca *CA) SPIFFEID(ns, sa string) string {
 	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", ca.TrustDomain, ns, sa)
 }
 
-var serial int64 = 100
+var serial atomic.Int64
 
 // Issue makes a workload certificate whose only SAN is the SPIFFE URI of
 // ns/sa, usable for both client and server authentication.
@@ -84,9 +85,8 @@ func (ca *CA) issue(spiffe string, dns []string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
+		SerialNumber: big.NewInt(100 + serial.Add(1)),
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

@@ -61,6 +61,11 @@ func (s *Server) Serve(ln net.Listener) error {
 				return
 			}
 			handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// ServeConn may return before its handlers do: Close waits
+				// for them too (the connection's own count is still held
+				// while this handler starts).
+				s.wg.Add(1)
+				defer s.wg.Done()
 				s.connect(w, r)
 				s.logConn(r, tc)
 			})

@@ -47,8 +47,9 @@ func buildBinary(t *testing.T) string {
 			built.bin = b
 			return
 		}
-		dir, err := os.MkdirTemp("", "kamb-e2e-")
-		if err != nil {
+		// One fixed place, overwritten by each run, so runs leave no litter.
+		dir := filepath.Join(os.TempDir(), "kubectl-ambient-e2e")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			built.err = err
 			return
 		}

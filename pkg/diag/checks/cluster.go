@@ -147,9 +147,14 @@ type memoEntry struct {
 	err  error
 }
 
-// pageAll pages through a list call with Limit and Continue.
+// pageAll pages through a list call with Limit and Continue. The first page
+// asks for resourceVersion "0", as client-go's informers do for their initial
+// list: the API server may then answer from its watch cache (no etcd read,
+// possibly a moment stale) and, doing so, return everything in one page; if
+// it pages anyway, the continue token is followed as usual.
 func pageAll[T any](ctx context.Context, opts metav1.ListOptions, list func(metav1.ListOptions) ([]T, string, error)) ([]T, error) {
 	opts.Limit = PageSize
+	opts.ResourceVersion = "0"
 	var out []T
 	for {
 		items, next, err := list(opts)
@@ -160,7 +165,8 @@ func pageAll[T any](ctx context.Context, opts metav1.ListOptions, list func(meta
 		if next == "" {
 			return out, nil
 		}
-		opts.Continue = next
+		// A continue token carries its own resource version.
+		opts.Continue, opts.ResourceVersion = next, ""
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

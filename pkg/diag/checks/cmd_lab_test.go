@@ -7,34 +7,76 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/check"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checks"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 )
 
-// runCLI runs the real command tree the way main does and returns stdout,
-// stderr and the exit code.
+// Exit codes of the binary (pkg/cmd's ExitOK, ExitFailure, ExitUsage); this
+// library directory may not import the command layer, so the tests run the
+// built binary, as a user would.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+var built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// binary builds cmd/kubectl-ambient once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "kubectl-ambient-check-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "kubectl-ambient")
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		out, err := exec.Command(goBin, "build", "-o", built.path, "../../../cmd/kubectl-ambient").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// runCLI runs the built binary and returns stdout, stderr and the exit code.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	root := cmd.NewRootCmd(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
-	root.SetArgs(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := root.ExecuteContext(ctx)
-	var silent cmd.SilentError
-	if err != nil && !errors.As(err, &silent) {
-		errOut.WriteString("error: " + err.Error() + "\n")
+	var out, errOut bytes.Buffer
+	c := exec.CommandContext(ctx, binary(t), args...)
+	c.Stdout, c.Stderr = &out, &errOut
+	c.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
+	err := c.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", args, err)
 	}
-	return out.String(), errOut.String(), cmd.ExitCode(err)
+	return out.String(), errOut.String(), code
 }
 
 // serveConfigDumps stands in for ztunnel's admin port on every ztunnel pod
@@ -75,7 +117,7 @@ func serveConfigDumps(t *testing.T, lab *labtest.Lab, istioNS, badNode string) {
 }
 
 func TestLabCommandCheckHealthy(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := checks.GetLab(t)
 	istioNS, appNS := checks.InstallAmbientInLab(t, lab, false)
 	serveConfigDumps(t, lab, istioNS, "")
 	out, errOut, code := runCLI(t, "check", "--kubeconfig", lab.Kubeconfig, "--istio-namespace", istioNS, "-n", appNS)
@@ -88,13 +130,13 @@ func TestLabCommandCheckHealthy(t *testing.T) {
 }
 
 func TestLabCommandCheckBroken(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := checks.GetLab(t)
 	checks.SettleNamespaces(t, lab)
 	istioNS, appNS := checks.InstallAmbientInLab(t, lab, true)
 	serveConfigDumps(t, lab, istioNS, lab.Nodes[0])
 	out, errOut, code := runCLI(t, "check", "--kubeconfig", lab.Kubeconfig, "--istio-namespace", istioNS, "-n", appNS, "-o", "json")
-	if code != cmd.ExitFailure {
-		t.Fatalf("exit %d, want %d\n%s%s", code, cmd.ExitFailure, out, errOut)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFailure, out, errOut)
 	}
 	var rep check.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
@@ -108,7 +150,7 @@ func TestLabCommandCheckBroken(t *testing.T) {
 		t.Error("report says success")
 	}
 	yout, _, ycode := runCLI(t, "check", "--kubeconfig", lab.Kubeconfig, "--istio-namespace", istioNS, "-n", appNS, "-o", "yaml", "--cert-sample", "0")
-	if ycode != cmd.ExitFailure || !strings.Contains(yout, "success: false") || !strings.Contains(yout, "id: ztunnel-nodes") {
+	if ycode != exitFailure || !strings.Contains(yout, "success: false") || !strings.Contains(yout, "id: ztunnel-nodes") {
 		t.Errorf("-o yaml: exit %d\n%s", ycode, yout)
 	}
 	for id, want := range map[string]string{
@@ -124,9 +166,9 @@ func TestLabCommandCheckBroken(t *testing.T) {
 }
 
 func TestLabCommandPrecheck(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := checks.GetLab(t)
 	out, errOut, code := runCLI(t, "precheck", "--kubeconfig", lab.RestrictedKubeconfig)
-	if code != cmd.ExitFailure || !strings.Contains(out, "× can create every kind the Istio charts install") || !strings.Contains(out, "not allowed to create namespaces") {
+	if code != exitFailure || !strings.Contains(out, "× can create every kind the Istio charts install") || !strings.Contains(out, "not allowed to create namespaces") {
 		t.Fatalf("restricted precheck: exit %d\n%s%s", code, out, errOut)
 	}
 	// The admin passes everything but the CNI check (kwok nodes have none):
@@ -135,14 +177,14 @@ func TestLabCommandPrecheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "‼ cluster CNI is detected") {
 		t.Fatalf("admin precheck: exit %d\n%s%s", code, out, errOut)
 	}
-	if _, _, code = runCLI(t, "precheck", "--kubeconfig", lab.Kubeconfig, "--istio-namespace", "precheck-not-yet", "--warnings-as-errors"); code != cmd.ExitFailure {
+	if _, _, code = runCLI(t, "precheck", "--kubeconfig", lab.Kubeconfig, "--istio-namespace", "precheck-not-yet", "--warnings-as-errors"); code != exitFailure {
 		t.Fatalf("--warnings-as-errors: exit %d, want 1", code)
 	}
 	for _, args := range [][]string{
 		{"precheck", "-o", "wide"}, {"check", "-o", "wide"}, {"precheck", "--platform", "mars"}, {"precheck", "--istio-version", "1.12"}, {"check", "extra"},
 	} {
-		if _, errOut, code := runCLI(t, append(args, "--kubeconfig", lab.Kubeconfig)...); code != cmd.ExitUsage {
-			t.Errorf("%v: exit %d, want %d (%s)", args, code, cmd.ExitUsage, errOut)
+		if _, errOut, code := runCLI(t, append(args, "--kubeconfig", lab.Kubeconfig)...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, errOut)
 		}
 	}
 }

@@ -21,3 +21,6 @@ func CompareGolden(t *testing.T, name string, got []byte) { compareGolden(t, nam
 
 // SettleNamespaces exposes settleNamespaces.
 func SettleNamespaces(t *testing.T, lab *labtest.Lab) { settleNamespaces(t, lab) }
+
+// GetLab exposes getLab.
+func GetLab(t *testing.T) *labtest.Lab { return getLab(t) }

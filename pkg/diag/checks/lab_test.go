@@ -24,6 +24,15 @@ func TestMain(m *testing.M) {
 	labtest.Main(m, labtest.Options{Nodes: 3})
 }
 
+// getLab returns the lab, skipping under -short (make unit runs no lab).
+func getLab(t *testing.T) *labtest.Lab {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test: skipped with -short")
+	}
+	return labtest.Get(t)
+}
+
 // create creates typed objects in the lab, in order.
 func create(t *testing.T, lab *labtest.Lab, objs ...runtime.Object) {
 	t.Helper()
@@ -322,7 +331,7 @@ func expect(t *testing.T, res map[string]check.Result, id string, st check.Statu
 }
 
 func TestLabHealthyInstall(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := getLab(t)
 	istioNS, appNS := installAmbient(t, lab, labInstall{})
 	c := NewCluster(lab.Clients.Kube, lab.Clients.Dynamic, istioNS, appNS)
 	res := labResults(t, Health(c, HealthOptions{}))
@@ -342,7 +351,7 @@ func TestLabHealthyInstall(t *testing.T) {
 }
 
 func TestLabBrokenInstall(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := getLab(t)
 	settleNamespaces(t, lab)
 	skip := lab.Nodes[2]
 	istioNS, appNS := installAmbient(t, lab, labInstall{
@@ -365,7 +374,7 @@ func TestLabBrokenInstall(t *testing.T) {
 }
 
 func TestLabPrecheck(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := getLab(t)
 	settleNamespaces(t, lab)
 	ensureCRDs(t, lab, "v1.3.0")
 	enroll := lab.Namespace(t, map[string]string{LabelDataplaneMode: "ambient"})

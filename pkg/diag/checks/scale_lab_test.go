@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 )
 
 // countingTransport counts requests per verb and path (query stripped).
@@ -49,7 +48,7 @@ func TestLabScale(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set CHECK_SCALE_NODES=5000 to run the scale test")
 	}
-	lab := labtest.Get(t)
+	lab := getLab(t)
 	ctx := context.Background()
 	if more := n - len(lab.Nodes); more > 0 {
 		start := time.Now()

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,8 +46,11 @@ type LiveOptions struct {
 	// WriteFile, when set, keeps each node's pcap (mode 0600): the name as
 	// given for one node, with "-<node>" before the extension for several.
 	WriteFile string
-	// Progress receives status lines (capture started, stopped).
+	// Progress receives status lines (capture started, live counts, stopped).
 	Progress io.Writer
+	// ZtunnelSelector finds the ztunnel pods whose access logs are joined
+	// (default app=ztunnel, in every namespace).
+	ZtunnelSelector string
 }
 
 // LiveResult is what a live capture produced.
@@ -56,6 +60,9 @@ type LiveResult struct {
 	Pods  PodMap
 	Nodes []string
 	Files []string
+	// Logs are the "connection complete" lines of the ztunnels on the
+	// captured nodes, written during the capture.
+	Logs []AccessLogEntry
 }
 
 // Live captures traffic of the selected pods: one privileged host-network
@@ -121,6 +128,7 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 			}
 		}
 	}()
+	started := time.Now()
 	suffix := rand.String(5)
 	podFor := map[string]string{}
 	for _, node := range res.Nodes {
@@ -154,16 +162,36 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 		file  string
 	}
 	outs := make([]nodeOut, len(res.Nodes))
+	counts := make([]atomic.Uint64, len(res.Nodes))
+	stopTicker := make(chan struct{})
+	go func() {
+		// Live counts while the capture runs.
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicker:
+				return
+			case <-t.C:
+				parts := make([]string, len(res.Nodes))
+				for i, n := range res.Nodes {
+					parts[i] = fmt.Sprintf("%s %d", n, counts[i].Load())
+				}
+				_, _ = fmt.Fprintf(progress, "packets so far: %s\n", strings.Join(parts, ", "))
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for i, node := range res.Nodes {
 		wg.Add(1)
 		go func(i int, node string) {
 			defer wg.Done()
 			_, _ = fmt.Fprintf(progress, "capturing on node %s for %s (pod %s/%s)\n", node, o.Duration, o.Namespace, podFor[node])
-			outs[i].file, outs[i].flows, outs[i].stats, outs[i].err = captureNode(ctx, cfg, kc, o, podFor[node], node, len(res.Nodes) > 1, cmd)
+			outs[i].file, outs[i].flows, outs[i].stats, outs[i].err = captureNode(ctx, cfg, kc, o, podFor[node], node, len(res.Nodes) > 1, cmd, &counts[i])
 		}(i, node)
 	}
 	wg.Wait()
+	close(stopTicker)
 	seen := map[[2]netip.AddrPort]int{}
 	for i, out := range outs {
 		if out.err != nil {
@@ -193,11 +221,12 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 		}
 	}
 	res.Stats.Flows = len(res.Flows)
+	res.Logs = ztunnelLogs(ctx, kc, o, res.Nodes, started, progress)
 	_, _ = fmt.Fprintf(progress, "captured %d packets, %d connections on %d node(s)\n", res.Stats.Packets, len(res.Flows), len(res.Nodes))
 	return res, nil
 }
 
-func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o LiveOptions, pod, node string, many bool, cmd []string) (string, []pcap.Flow, pcap.Stats, error) {
+func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o LiveOptions, pod, node string, many bool, cmd []string, count *atomic.Uint64) (string, []pcap.Flow, pcap.Stats, error) {
 	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(o.Namespace).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Container: "capture", Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
 	exec, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
@@ -232,6 +261,7 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 		errc <- err
 	}()
 	d := pcap.NewDecoder()
+	d.Progress = count.Store
 	derr := d.ReadAll(ctx, pr)
 	_ = pr.Close()
 	serr := <-errc
@@ -247,6 +277,44 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 		return file, nil, pcap.Stats{}, fmt.Errorf("exec tcpdump in pod %s: %w: %s", pod, serr, firstLine(strings.TrimSpace(stderr.String())))
 	}
 	return file, d.Flows(), d.Stats(), nil
+}
+
+// ztunnelLogs reads the access logs of the ztunnels on nodes since start.
+// Missing ztunnels or log access are warnings: identities are extra evidence.
+func ztunnelLogs(ctx context.Context, kc kubernetes.Interface, o LiveOptions, nodes []string, start time.Time, progress io.Writer) []AccessLogEntry {
+	sel := o.ZtunnelSelector
+	if sel == "" {
+		sel = "app=ztunnel"
+	}
+	list, err := kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		_, _ = fmt.Fprintf(progress, "warning: list ztunnel pods (%s): %v; identities not joined\n", sel, err)
+		return nil
+	}
+	on := map[string]bool{}
+	for _, n := range nodes {
+		on[n] = true
+	}
+	since := metav1.NewTime(start.Add(-5 * time.Second))
+	limit := int64(32 << 20)
+	var out []AccessLogEntry
+	for _, p := range list.Items {
+		if !on[p.Spec.NodeName] {
+			continue
+		}
+		rc, err := kc.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{SinceTime: &since, LimitBytes: &limit}).Stream(ctx)
+		if err != nil {
+			_, _ = fmt.Fprintf(progress, "warning: read logs of %s/%s: %v; identities from that node not joined\n", p.Namespace, p.Name, err)
+			continue
+		}
+		es, err := ParseAccessLog(rc)
+		_ = rc.Close()
+		if err != nil {
+			_, _ = fmt.Fprintf(progress, "warning: read logs of %s/%s: %v\n", p.Namespace, p.Name, err)
+		}
+		out = append(out, es...)
+	}
+	return out
 }
 
 type limitedWriter struct {

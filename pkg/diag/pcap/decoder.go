@@ -164,6 +164,15 @@ type Decoder struct {
 	ltKnown bool
 	stats   Stats
 	shared  shared
+
+	// strict lets panics through (fuzz tests), so they are seen, not counted.
+	strict bool
+	// recovered counts packets whose decoding panicked (counted undecodable).
+	recovered uint64
+
+	// Progress, when set, is called from ReadAll/ReadSource with the packet
+	// count every 8 packets and at the end (live counts while capturing).
+	Progress func(packets uint64)
 }
 
 // NewDecoder returns an empty decoder.
@@ -186,8 +195,11 @@ func NewDecoder() *Decoder {
 		p.AddDecodingLayer(&d.vlan)
 		p.AddDecodingLayer(&d.ip4)
 		p.AddDecodingLayer(&d.ip6)
-		// Anything past TCP (or an unknown EtherType) just ends the walk.
+		// Anything past IP (or an unknown EtherType) just ends the walk.
 		p.IgnoreUnsupported = true
+		// Panics from malformed input are recovered once per read loop
+		// (ReadSource) or per call (Packet), not with a defer per layer walk.
+		p.IgnorePanic = true
 		d.parsers[i] = p
 	}
 	return d
@@ -220,7 +232,23 @@ func (d *Decoder) parser(lt layers.LinkType, data []byte) *gopacket.DecodingLaye
 
 // Packet decodes one captured packet of the given link type. data is only
 // read during the call, so zero-copy buffers may be reused afterwards.
+// Malformed packets are counted as undecodable, never a panic.
 func (d *Decoder) Packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo) {
+	if !d.strict {
+		defer d.recoverPacket()
+	}
+	d.packet(lt, data, ci)
+}
+
+// recoverPacket turns a panic while decoding one packet into a count.
+func (d *Decoder) recoverPacket() {
+	if r := recover(); r != nil {
+		d.recovered++
+		d.stats.Undecodable++
+	}
+}
+
+func (d *Decoder) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo) {
 	d.stats.Packets++
 	d.stats.Bytes += uint64(ci.Length)
 	if !d.ltKnown || lt != d.lastLT {

@@ -560,3 +560,30 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+type panickySource struct{ n int }
+
+func (p *panickySource) Next() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {
+	p.n++
+	if p.n > 3 {
+		panic("broken reader")
+	}
+	return []byte{1, 2, 3}, gopacket.CaptureInfo{CaptureLength: 3, Length: 3}, layers.LinkTypeEthernet, nil
+}
+
+func TestPanickingSourceEndsWithError(t *testing.T) {
+	d := NewDecoder()
+	done := make(chan error, 1)
+	go func() { done <- d.ReadSource(context.Background(), &panickySource{}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "packet reader failed") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadSource spins on a panicking source")
+	}
+	if st := d.Stats(); st.Packets != 3 || st.Undecodable != 3 {
+		t.Fatalf("stats = %+v, want 3 undecodable packets before the failure", st)
+	}
+}

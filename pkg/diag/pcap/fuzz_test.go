@@ -20,6 +20,7 @@ func FuzzReadAll(f *testing.F) {
 	f.Add(writeConv(f, layers.LinkTypeRaw, 0, cli4, app4, recTLS[:2]))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := NewDecoder()
+		d.strict = true // a panic must fail the fuzz, not be counted
 		errc := make(chan error, 1)
 		go func() { errc <- d.ReadAll(context.Background(), bytes.NewReader(b)) }()
 		select {
@@ -81,6 +82,7 @@ func FuzzPackets(f *testing.F) {
 			}
 		}()
 		d := NewDecoder()
+		d.strict = true
 		n := 0
 		for len(in) >= 3 {
 			lt := lts[int(in[0])%len(lts)]

@@ -112,27 +112,63 @@ func (d *Decoder) ReadAll(ctx context.Context, r io.Reader) error {
 
 // ReadSource feeds packets from src into d, like ReadAll.
 func (d *Decoder) ReadSource(ctx context.Context, src Source) error {
-	done := ctx.Done()
+	if d.Progress != nil {
+		defer func() { d.Progress(d.stats.Packets) }()
+	}
+	for {
+		done, err := d.readLoop(ctx, src)
+		if done {
+			return err
+		}
+		// A packet panicked inside the decoder: it was counted; go on.
+	}
+}
+
+// readLoop decodes until the input ends (done) or a packet panics (not done).
+// The recover sits here, once per loop, instead of once per packet.
+func (d *Decoder) readLoop(ctx context.Context, src Source) (done bool, err error) {
+	inPacket := false
+	if !d.strict {
+		defer func() {
+			r := recover()
+			switch {
+			case r == nil:
+			case inPacket:
+				d.recovered++
+				d.stats.Undecodable++
+				done, err = false, nil
+			default:
+				// The source itself failed: retrying could spin forever.
+				done, err = true, fmt.Errorf("read capture: the packet reader failed: %v", r)
+			}
+		}()
+	}
+	cancelled := ctx.Done()
 	for i := 0; ; i++ {
-		if i&1023 == 0 && done != nil {
+		if i&1023 == 0 && cancelled != nil {
 			select {
-			case <-done:
-				return ctx.Err()
+			case <-cancelled:
+				return true, ctx.Err()
 			default:
 			}
+		}
+		if i&7 == 0 && i > 0 && d.Progress != nil {
+			d.Progress(d.stats.Packets)
 		}
 		data, ci, lt, err := src.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return true, nil
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				d.stats.InputError = "capture ends inside a packet record (cut file or capture still being written)"
-				return nil
+				return true, nil
 			}
 			d.stats.InputError = err.Error()
-			return nil
+			return true, nil
 		}
-		d.Packet(lt, data, ci)
+		inPacket = true
+		d.packet(lt, data, ci)
+		inPacket = false
 	}
 }

@@ -414,8 +414,9 @@ func (l *Lab) start(name, bin string, args []string) (*process, error) {
 // kernel does not: the network namespace (only while the slot's claim still
 // names this lab), the etcd data and the temporary lab directory. The
 // components themselves die with their owner (Pdeathsig).
-const watchdogScript = `owner=$1 dir=$2 claim=$3 netns=$4 veth=$5 etcd=$6 owndir=$7
+const watchdogScript = `owner=$1 dir=$2 claim=$3 netns=$4 veth=$5 etcd=$6 owndir=$7 lock=$8
 while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+if [ -n "$netns" ] && command -v flock >/dev/null 2>&1; then exec 9>>"$lock"; flock 9; fi
 if [ -n "$netns" ] && [ "$(sed -n 2p "$claim" 2>/dev/null)" = "$dir" ]; then
   ip link del "$veth" 2>/dev/null; ip netns del "$netns" 2>/dev/null; rm -f "$claim"
 fi
@@ -443,7 +444,7 @@ func (l *Lab) startWatchdog() error {
 	}
 	// Detached: the watchdog must outlive the owner it watches.
 	p, err := startProcess(l.Dir, "watchdog", sh, []string{"-c", watchdogScript, "sh",
-		fmt.Sprint(os.Getpid()), l.Dir, claim, l.net.NetNS, veth, l.etcdData, owndir}, true)
+		fmt.Sprint(os.Getpid()), l.Dir, claim, l.net.NetNS, veth, l.etcdData, owndir, filepath.Join(claimDir, ".lock")}, true)
 	if err != nil {
 		return err
 	}
@@ -468,8 +469,13 @@ func (l *Lab) StartTimings() string { return strings.Join(l.phases, ", ") }
 func (l *Lab) Stop() {
 	l.stopOnce.Do(func() {
 		stopAll(l.procs, 3*time.Second)
-		if l.net != nil && l.net.NetNS != "" && claimOwner(l.net.Slot) == l.Dir {
-			l.net.teardown()
+		if l.net != nil && l.net.NetNS != "" {
+			if unlock, err := lockSlots(); err == nil {
+				if claimOwner(l.net.Slot) == l.Dir {
+					l.net.teardown()
+				}
+				unlock()
+			}
 		}
 		if l.etcdData != "" {
 			_ = os.RemoveAll(l.etcdData)

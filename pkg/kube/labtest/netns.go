@@ -82,6 +82,11 @@ func setupPodNet(owner int, labDir string) (*podNet, error) {
 	if err := os.MkdirAll(claimDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", claimDir, err)
 	}
+	unlock, err := lockSlots()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var lastErr error
 	for _, k := range order {
 		p, err := trySlot(k, owner, labDir)
@@ -89,9 +94,11 @@ func setupPodNet(owner int, labDir string) (*podNet, error) {
 			return p, nil
 		}
 		lastErr = err
-		if strings.Contains(err.Error(), "Operation not permitted") || strings.Contains(err.Error(), "Permission denied") {
-			// Root without CAP_SYS_ADMIN/CAP_NET_ADMIN (an unprivileged
-			// container): run without pod networking rather than not at all.
+		if !strings.Contains(err.Error(), "File exists") {
+			// Not a slot taken by another lab but a machine that cannot do
+			// it (root without CAP_SYS_ADMIN/CAP_NET_ADMIN in a container,
+			// no /run/netns): run without pod networking rather than not at
+			// all; ListenPod reports why.
 			all, def := slotNet(k)
 			return &podNet{Slot: k, CIDR: all, Default: def, reason: err.Error()}, nil
 		}
@@ -137,6 +144,24 @@ func trySlot(k, owner int, labDir string) (*podNet, error) {
 		}
 	}
 	return p, nil
+}
+
+// lockSlots serialises claiming, reclaiming and releasing slots between
+// the labs on this machine, so two labs never reclaim the same stale slot.
+func lockSlots() (func(), error) {
+	if err := os.MkdirAll(claimDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", claimDir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(claimDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lab slot lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock lab slots: %w", err)
+	}
+	// Closing the file releases the lock.
+	return func() { _ = f.Close() }, nil
 }
 
 func claimFile(k int) string { return filepath.Join(claimDir, fmt.Sprintf("kamb-%d", k)) }

@@ -140,7 +140,11 @@ func TestExecAndLogsOnFakePod(t *testing.T) {
 func TestPodProxyReachesListenPod(t *testing.T) {
 	lab := labtest.Get(t)
 	if lab.NetNS == "" {
-		t.Skip("no lab network namespace (needs root and ip)")
+		_, err := lab.ListenPod("10.100.0.1", 80)
+		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
+			t.Fatalf("CI runs as root but the lab has no pod network: %v", err)
+		}
+		t.Skipf("no lab network namespace: %v", err)
 	}
 	ns := lab.Namespace(t, nil)
 	pod := lab.RunPod(t, ns, "server", "", nil)
@@ -495,5 +499,53 @@ func assertLabGone(t *testing.T, out string) {
 			t.Fatalf("child's lab still there: %v", left)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestConcurrentLabs: labs started at the same moment get their own ports,
+// pod ranges and network namespaces.
+func TestConcurrentLabs(t *testing.T) {
+	if err := labtest.Built(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip("lab binaries not built: run hack/lab/build.sh")
+	}
+	const n = 2
+	labs := make([]*labtest.Lab, n)
+	errs := make([]error, n)
+	done := make(chan int)
+	for i := range n {
+		go func() {
+			labs[i], errs[i] = labtest.Start(context.Background(), labtest.Options{Nodes: 1})
+			done <- i
+		}()
+	}
+	for range n {
+		<-done
+	}
+	for i := range n {
+		if labs[i] != nil {
+			t.Cleanup(labs[i].Stop)
+		}
+		if errs[i] != nil {
+			t.Fatalf("lab %d: %v", i, errs[i])
+		}
+	}
+	a, b := labs[0], labs[1]
+	if a.Server == b.Server || a.PodCIDR == b.PodCIDR || a.Dir == b.Dir {
+		t.Fatalf("labs share server/range/dir: %s %s %s vs %s %s %s", a.Server, a.PodCIDR, a.Dir, b.Server, b.PodCIDR, b.Dir)
+	}
+	if a.NetNS != "" && a.NetNS == b.NetNS {
+		t.Fatalf("labs share network namespace %s", a.NetNS)
+	}
+	// Each answers for itself: a namespace made in one is absent in the other.
+	ctx := context.Background()
+	ns, err := a.Clients.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "only-in-a-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Clients.Kube.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("namespace %s of lab a seen in lab b: %v", ns.Name, err)
 	}
 }

@@ -99,8 +99,13 @@ func StopDir(dir string) error {
 	if err == nil {
 		// The slot may have been reclaimed by a newer lab since this one
 		// died: remove the namespace only while the claim still names dir.
-		if st.NetNS != "" && claimOwner(st.Slot) == dir {
-			(&podNet{Slot: st.Slot, NetNS: st.NetNS, host: fmt.Sprintf("kambr%d", st.Slot)}).teardown()
+		if st.NetNS != "" {
+			if unlock, err := lockSlots(); err == nil {
+				if claimOwner(st.Slot) == dir {
+					(&podNet{Slot: st.Slot, NetNS: st.NetNS, host: fmt.Sprintf("kambr%d", st.Slot)}).teardown()
+				}
+				unlock()
+			}
 		}
 		if isEtcdDataDir(st.EtcdData) {
 			_ = os.RemoveAll(st.EtcdData)
@@ -159,6 +164,14 @@ func cleanupStale() {
 			_ = os.RemoveAll(d) //nolint:gosec // G703: d matched $TMPDIR/kamb-lab-*, a lab directory
 		}
 	}
+	if !canNetNS() {
+		return
+	}
+	unlock, err := lockSlots()
+	if err != nil {
+		return
+	}
+	defer unlock()
 	for k := range maxSlots {
 		if _, err := os.Stat(filepath.Join("/run/netns", fmt.Sprintf("kamb-%d", k))); errors.Is(err, os.ErrNotExist) {
 			continue

@@ -92,7 +92,12 @@ func TestLiveCapture(t *testing.T) {
 		})
 		return c, err
 	}
-	hb := &hbone.Server{TLS: ca.ServerConfig(serverCert), Dial: podDial}
+	// A ztunnel pod on the server's node; kwok serves the lab's pod log file
+	// as its log, where the HBONE server's access-log lines are written.
+	zns := lab.Namespace(t, nil)
+	lab.RunPod(t, zns, "ztunnel-abcde", lab.Nodes[0], map[string]string{"app": "ztunnel"})
+	var accessLog bytes.Buffer
+	hb := &hbone.Server{TLS: ca.ServerConfig(serverCert), Dial: podDial, Log: &syncWriter{w: &accessLog}, Identity: ca.SPIFFEID(ns, "server")}
 	go func(ln net.Listener) { _ = hb.Serve(ln) }(listen(hbone.Port))
 	t.Cleanup(hb.Close)
 	go hbone.Echo(listen(hbone.EchoPort))
@@ -146,6 +151,15 @@ func TestLiveCapture(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
+	hb.Close() // flushes the access-log line of the finished tunnel
+	lines := strings.Split(strings.TrimSpace(accessLog.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "connection complete") {
+		t.Fatalf("HBONE server access log = %q, want one connection complete line", lines)
+	}
+	if err := lab.WritePodLog(lines...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %d access-log lines; ztunnel pod log now: %q", len(lines), lab.Kubectl(t, "logs", "-n", zns, "ztunnel-abcde"))
 
 	r := <-done
 	if r.err != nil {
@@ -165,8 +179,11 @@ func TestLiveCapture(t *testing.T) {
 		}
 		return nil
 	}
+	mtls.JoinIdentities(rep, r.res.Logs)
 	if x := row(hbone.Port); x == nil || x.Class != pcap.ClassHBONE || x.Verdict != mtls.Pass || x.Server.Name != ns+"/server-0" {
 		t.Errorf("HBONE row = %+v; flows %+v", x, r.res.Flows)
+	} else if want := "spiffe://cluster.local/ns/a/sa/x -> " + ca.SPIFFEID(ns, "server"); len(x.Identities) != 1 || x.Identities[0] != want {
+		t.Errorf("identities from the ztunnel log = %q, want %q (log entries %+v)", x.Identities, want, r.res.Logs)
 	}
 	if x := row(hbone.HTTPPort); x == nil || x.Class != pcap.ClassPlaintext || x.Verdict != mtls.Fail {
 		t.Errorf("plaintext row = %+v", x)

@@ -233,7 +233,25 @@ func measureBinary(t *testing.T, lab *labtest.Lab, ns string, nodes int) {
 	begin := time.Now()
 	st := exec.Command(bin, append(args, "status", "--once", "-o", "json", "--window", "5s")...)
 	st.Stdout = io.Discard
+	var gc strings.Builder
+	st.Stderr = &gc
+	st.Env = append(os.Environ(), "GODEBUG=gctrace=1")
 	_ = st.Run() // exit 1: most ztunnels have no stand-in
+	if lines := strings.Split(strings.TrimSpace(gc.String()), "\n"); len(lines) > 0 {
+		// "A->B->C MB": heap at GC start, at GC end, live; the largest live heap tells
+		// the model's size apart from garbage waiting for the collector.
+		maxLive, maxStart := 0, 0
+		for _, l := range lines {
+			var a, b, c int
+			if i := strings.Index(l, " MB, "); i > 0 {
+				f := strings.Fields(l[:i])
+				if _, err := fmt.Sscanf(f[len(f)-1], "%d->%d->%d", &a, &b, &c); err == nil {
+					maxLive, maxStart = max(maxLive, c), max(maxStart, a)
+				}
+			}
+		}
+		t.Logf("binary: status --once gc trace: %d collections, largest heap at GC start %d MB, largest live heap %d MB", len(lines), maxStart, maxLive)
+	}
 	if ru, ok := st.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		t.Logf("binary: status --once over %d nodes took %s, peak RSS %d MB", nodes, time.Since(begin).Round(time.Millisecond), ru.Maxrss/1024)
 	}

@@ -222,9 +222,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.scrapeRound(ctx)
 			w.publish(ctx)
 		}
+		// Until the first sync, look often: the first screen waits on it.
+		var syncPoll <-chan time.Time
+		if !synced {
+			syncPoll = time.After(20 * time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-syncPoll:
 		case <-rebuild.C:
 			w.mu.Lock()
 			dirty, werr := w.dirty, w.watchErr
@@ -397,6 +403,11 @@ func (w *Watcher) scrapePod(ctx context.Context, ns, name, node string, wantCert
 	}
 	probe := Probe(ctx, w.client, ns, name, w.cfg.RequestTimeout)
 	m, merr := Scrape(ctx, w.client, ns, name, w.cfg.RequestTimeout, w.cfg.Now)
+	if merr != nil && probe.Error != "" {
+		// The pod does not answer at all: a config_dump read (maybe a
+		// port-forward) would only fail slower. Try again next round.
+		wantCerts = false
+	}
 	var certs []ztunnel.Certificate
 	var certErr error
 	if wantCerts {
