@@ -133,12 +133,16 @@ func runChecks(ctx context.Context, streams genericiooptions.IOStreams, cs []che
 		defer cancel()
 	}
 	r := &check.Runner{}
+	table := &check.TableObserver{W: streams.Out, ShowSkipped: s.verbose}
 	if s.output == OutputTable {
-		r.Observers = append(r.Observers, &check.TableObserver{W: streams.Out, ShowSkipped: s.verbose})
+		r.Observers = append(r.Observers, table)
 	}
 	sum, err := r.Run(ctx, cs)
 	if err != nil {
 		return err
+	}
+	if err := table.Err(); err != nil {
+		return fmt.Errorf("write check results: %w", err)
 	}
 	if s.output != OutputTable {
 		if err := PrintStructured(streams.Out, s.output, check.NewReport(sum, s.warningsAsErrors)); err != nil {

@@ -103,7 +103,7 @@ func (z *ztunnelWatchFlags) config(f *kube.Factory, c *kube.Clients) watch.Confi
 // live data before it runs. The live model of 5,000 nodes is a few tens of MB.
 func limitMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(160 << 20)
+		debug.SetMemoryLimit(128 << 20)
 	}
 }
 

@@ -623,9 +623,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-func listShort(items []string, max int) string {
-	if len(items) <= max {
+func listShort(items []string, limit int) string {
+	if len(items) <= limit {
 		return strings.Join(items, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:max], ", "), len(items)-max)
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:limit], ", "), len(items)-limit)
 }

@@ -320,9 +320,10 @@ func (m *Model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 // maxScroll is the last scroll position of the detail or log body.
 func (m *Model) maxScroll() int {
 	lines := m.detailLines()
-	if m.mode == modeLogs {
+	switch m.mode {
+	case modeLogs:
 		lines = m.logLines()
-	} else if m.mode == modeHelp {
+	case modeHelp:
 		lines = helpText
 	}
 	return max(0, len(lines)-(m.bodyHeight()-1))

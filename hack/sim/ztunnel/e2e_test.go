@@ -58,7 +58,7 @@ func buildBinary(t *testing.T) string {
 		cmd.Dir = filepath.Join("..", "..", "..")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("build kubectl-ambient: %v\n%s", err, out)
+			built.err = fmt.Errorf("build kubectl-ambient: %w\n%s", err, out)
 		}
 	})
 	if built.err != nil {

@@ -39,6 +39,7 @@ type TableObserver struct {
 
 	category string
 	started  bool
+	err      error
 }
 
 // Observe implements Observer.
@@ -48,21 +49,32 @@ func (t *TableObserver) Observe(r Result) {
 	}
 	if !t.started || r.Category != t.category {
 		if t.started {
-			fmt.Fprintln(t.W)
+			t.printf("\n")
 		}
-		fmt.Fprintln(t.W, r.Category)
-		fmt.Fprintln(t.W, strings.Repeat("-", max(len([]rune(r.Category)), 1)))
+		t.printf("%s\n", r.Category)
+		t.printf("%s\n", strings.Repeat("-", max(len([]rune(r.Category)), 1)))
 		t.category, t.started = r.Category, true
 	}
-	fmt.Fprintf(t.W, "%s %s\n", Mark(r.Status), r.Description)
+	t.printf("%s %s\n", Mark(r.Status), r.Description)
 	if r.Message != "" {
 		for _, line := range strings.Split(strings.TrimRight(r.Message, "\n"), "\n") {
-			fmt.Fprintf(t.W, "    %s\n", line)
+			t.printf("    %s\n", line)
 		}
 	}
 	if r.Hint != "" {
-		fmt.Fprintf(t.W, "    hint: %s\n", r.Hint)
+		t.printf("    hint: %s\n", r.Hint)
 	}
+}
+
+// Err returns the first error writing to W, if any: a table that could not
+// be written (a closed pipe) must not look like a passing run.
+func (t *TableObserver) Err() error { return t.err }
+
+func (t *TableObserver) printf(format string, args ...any) {
+	if t.err != nil {
+		return
+	}
+	_, t.err = fmt.Fprintf(t.W, format, args...)
 }
 
 // WriteSummary prints the closing line of a table: the overall mark and the

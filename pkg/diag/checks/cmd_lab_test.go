@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -47,10 +46,10 @@ func binary(t *testing.T) string {
 			return
 		}
 		built.path = filepath.Join(dir, "kubectl-ambient")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin := "go"
 		out, err := exec.Command(goBin, "build", "-o", built.path, "../../../cmd/kubectl-ambient").CombinedOutput()
 		if err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if built.err != nil {

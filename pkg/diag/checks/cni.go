@@ -69,10 +69,11 @@ func DetectCNI(dss []appsv1.DaemonSet, nodes []corev1.Node) []CNIFound {
 		}
 	}
 	for i := range nodes {
+		node := &nodes[i]
 		for ann, name := range cniNodeAnnotations {
-			if _, ok := nodes[i].Annotations[ann]; ok {
+			if _, ok := node.Annotations[ann]; ok {
 				if _, dup := found[name]; !dup {
-					found[name] = &CNIFound{Name: name, Evidence: "node " + nodes[i].Name + " annotation " + ann}
+					found[name] = &CNIFound{Name: name, Evidence: "node " + node.Name + " annotation " + ann}
 				}
 			}
 		}

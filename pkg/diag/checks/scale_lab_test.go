@@ -96,8 +96,8 @@ func TestLabScale(t *testing.T) {
 		}
 		// Paged lists of nodes and of each DaemonSet's pods grow with the
 		// cluster (500 per page); nothing else may.
-		if max := 40 + 3*len(lab.Nodes)/PageSize; counter.total() > max {
-			t.Errorf("%d requests, want at most %d", counter.total(), max)
+		if limit := 40 + 3*len(lab.Nodes)/PageSize; counter.total() > limit {
+			t.Errorf("%d requests, want at most %d", counter.total(), limit)
 		}
 	}
 }

@@ -263,3 +263,19 @@ func (l *Lab) WaitPodRunning(ctx context.Context, namespace, name string) (*core
 		}
 	}
 }
+
+// ListenInNetNS opens a TCP listener on addr (host:port) inside the named
+// network namespace, for processes other than the one that started the lab
+// (the demo's simulators find the namespace in the lab's State).
+func ListenInNetNS(netns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetNS(netns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s in network namespace %s: %w", addr, netns, err)
+	}
+	return ln, nil
+}

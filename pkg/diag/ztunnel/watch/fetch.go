@@ -147,7 +147,10 @@ func (p PortForwardAdmin) get(ctx context.Context, ns, pod, path string) ([]byte
 	}
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) == 0 {
-		return nil, fmt.Errorf("port-forward gave no local port: %v", err)
+		if err == nil {
+			err = errors.New("no ports")
+		}
+		return nil, fmt.Errorf("port-forward gave no local port: %w", err)
 	}
 	url := fmt.Sprintf("http://%s%s", net.JoinHostPort("127.0.0.1", fmt.Sprint(ports[0].Local)), path)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -158,7 +161,7 @@ func (p PortForwardAdmin) get(ctx context.Context, ns, pod, path string) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only body: nothing to report
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("admin %s returned %s", path, resp.Status)
 	}

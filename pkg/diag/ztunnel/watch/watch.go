@@ -679,7 +679,7 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 	go w.namespaces.RunWithContext(ctx)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for !(w.nodes.HasSynced() && w.pods.HasSynced() && w.namespaces.HasSynced()) {
+	for !w.nodes.HasSynced() || !w.pods.HasSynced() || !w.namespaces.HasSynced() {
 		select {
 		case <-ctx.Done():
 			w.mu.Lock()

@@ -417,7 +417,7 @@ func TestClusterGoesAwayAndReturns(t *testing.T) {
 	cfg := rest.CopyConfig(s.lab.Config)
 	cfg.Host = "https://" + p.addr
 	hostOnly, _, _ := net.SplitHostPort(host)
-	cfg.TLSClientConfig.ServerName = hostOnly
+	cfg.ServerName = hostOnly
 	clients, err := kube.NewClients(cfg)
 	if err != nil {
 		t.Fatal(err)
