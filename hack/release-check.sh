@@ -31,7 +31,5 @@ echo "goreleaser snapshot took $(( $(date +%s) - start ))s" >&2
 manifest=dist/krew/ambient.yaml
 [ -f "$manifest" ] || { echo "goreleaser wrote no krew manifest at $manifest" >&2; exit 1; }
 "$TOOLS/validate-krew-manifest" -manifest "$manifest"
-mkdir -p plugins
-cp "$manifest" plugins/ambient.yaml
 ls -l dist/*.tar.gz dist/*.zip
-echo "release check passed: 6 archives, checksums, krew manifest valid (copied to plugins/ambient.yaml)"
+echo "release check passed: 6 archives, checksums, krew manifest $manifest valid"

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"io"
 	"net/netip"
-	"strings"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
 
 // AccessLogEntry is one ztunnel "connection complete" access-log line.
@@ -21,85 +21,35 @@ type AccessLogEntry struct {
 	Direction   string         `json:"direction,omitempty"`
 }
 
-// ParseAccessLog reads ztunnel logs (plain, or with the timestamp prefix
-// kubectl logs --timestamps adds) and returns the "connection complete"
-// entries. Other lines are skipped.
+// ParseAccessLog reads ztunnel logs (plain, with the timestamp prefix
+// kubectl logs --timestamps adds, or CRI log lines) and returns the
+// "connection complete" entries. Other lines are skipped. The line format is
+// parsed by pkg/diag/ztunnel, shared with the health view's log pane.
 func ParseAccessLog(r io.Reader) ([]AccessLogEntry, error) {
 	var out []AccessLogEntry
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		i := strings.Index(line, "connection complete")
-		if i < 0 {
+		l, ok := ztunnel.ParseAccessLogLine(sc.Text())
+		if !ok {
 			continue
 		}
-		kv := parseKeyValues(line[i+len("connection complete"):])
 		e := AccessLogEntry{
-			SrcIdentity: kv["src.identity"],
-			DstIdentity: kv["dst.identity"],
-			SrcWorkload: kv["src.workload"],
-			DstWorkload: kv["dst.workload"],
-			Direction:   kv["direction"],
+			SrcIdentity: l.SrcIdentity,
+			DstIdentity: l.DstIdentity,
+			SrcWorkload: l.SrcWorkload,
+			DstWorkload: l.DstWorkload,
+			Direction:   l.Direction,
 		}
-		e.SrcAddr, _ = netip.ParseAddrPort(kv["src.addr"])
-		e.DstAddr, _ = netip.ParseAddrPort(kv["dst.addr"])
-		e.DstHBONE, _ = netip.ParseAddrPort(kv["dst.hbone_addr"])
+		e.SrcAddr, _ = netip.ParseAddrPort(l.SrcAddr)
+		e.DstAddr, _ = netip.ParseAddrPort(l.DstAddr)
+		e.DstHBONE, _ = netip.ParseAddrPort(l.DstHBONEAddr)
 		if !e.SrcAddr.IsValid() || !e.DstAddr.IsValid() {
 			continue
 		}
 		out = append(out, e)
 	}
 	return out, sc.Err()
-}
-
-// parseKeyValues splits `a=1 b="x y" c="q\"uote"` into a map.
-func parseKeyValues(s string) map[string]string {
-	m := map[string]string{}
-	for {
-		s = strings.TrimLeft(s, " \t")
-		eq := strings.IndexByte(s, '=')
-		if eq <= 0 {
-			return m
-		}
-		key := s[:eq]
-		if sp := strings.IndexAny(key, " \t"); sp >= 0 {
-			// A word without a value: skip it.
-			s = s[sp:]
-			continue
-		}
-		s = s[eq+1:]
-		var val string
-		if strings.HasPrefix(s, `"`) {
-			var b strings.Builder
-			i := 1
-			for ; i < len(s); i++ {
-				c := s[i]
-				if c == '\\' && i+1 < len(s) {
-					i++
-					b.WriteByte(s[i])
-					continue
-				}
-				if c == '"' {
-					break
-				}
-				b.WriteByte(c)
-			}
-			val = b.String()
-			if i < len(s) {
-				i++
-			}
-			s = s[i:]
-		} else {
-			end := strings.IndexAny(s, " \t")
-			if end < 0 {
-				end = len(s)
-			}
-			val = s[:end]
-			s = s[end:]
-		}
-		m[key] = val
-	}
 }
 
 // reaches reports whether a log entry is a connection from client to

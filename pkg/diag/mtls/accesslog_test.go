@@ -37,13 +37,6 @@ func TestParseAccessLog(t *testing.T) {
 	}
 }
 
-func TestParseKeyValuesQuoting(t *testing.T) {
-	kv := parseKeyValues(` a=1 b="x y" c="q\"uote" lone d=`)
-	if kv["a"] != "1" || kv["b"] != "x y" || kv["c"] != `q"uote` || kv["d"] != "" {
-		t.Fatalf("kv = %q", kv)
-	}
-}
-
 func TestJoinIdentities(t *testing.T) {
 	es, err := ParseAccessLog(strings.NewReader(ztunnelLog))
 	if err != nil {

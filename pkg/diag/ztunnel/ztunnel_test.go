@@ -248,3 +248,19 @@ func TestSnapshotSortsSickestFirst(t *testing.T) {
 		t.Fatalf("name sort %v", s.Nodes)
 	}
 }
+
+func TestParseAccessLogLineQuoting(t *testing.T) {
+	line := `2026-11-20T10:00:00.000000Z info access connection complete src.addr=10.0.0.1:5000 ` +
+		`src.workload="client x" error="conn \"reset\"" lone dst.addr=10.0.0.2:15008 dst.identity=`
+	e, ok := ParseAccessLogLine(line)
+	if !ok {
+		t.Fatal("line not recognised as an access log entry")
+	}
+	if e.SrcAddr != "10.0.0.1:5000" || e.SrcWorkload != "client x" || e.Error != `conn "reset"` ||
+		e.DstAddr != "10.0.0.2:15008" || e.DstIdentity != "" || e.MTLS {
+		t.Fatalf("entry = %+v", e)
+	}
+	if _, ok := ParseAccessLogLine("info xds connected"); ok {
+		t.Error("a non-access line was accepted")
+	}
+}
