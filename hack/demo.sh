@@ -109,6 +109,7 @@ run "$ka" status --once
 
 if [ "$lab" = true ]; then
   step "unenroll: labels restored exactly from the journal"
+  run "$ka" unenroll namespace "$ns" --dry-run
   run "$ka" unenroll namespace "$ns"
   "$kubectl" get namespace "$ns" --show-labels
 fi

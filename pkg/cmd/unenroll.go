@@ -22,6 +22,7 @@ type UnenrollOptions struct {
 	All      bool
 	Workers  int
 	Output   string
+	DryRun   bool
 
 	selector labels.Selector
 	factory  *kube.Factory
@@ -51,6 +52,7 @@ waypoint the enrollment created is deleted. Without a journal only the
 istio.io/dataplane-mode label is removed, and the output says so. Sidecars come back only when
 workloads next roll out; captured pods are released by istio-cni at once.`,
 		Example: `  kubectl ambient unenroll namespace shop payments
+  kubectl ambient unenroll namespace shop --dry-run
   kubectl ambient unenroll namespace --selector team=checkout
   kubectl ambient unenroll namespace --all -o json`,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -64,6 +66,7 @@ workloads next roll out; captured pods are released by istio-cni at once.`,
 	ns.Flags().StringVarP(&o.Selector, "selector", "l", "", "unenroll namespaces matching this label selector")
 	ns.Flags().BoolVar(&o.All, "all", false, "unenroll every namespace that is enrolled or carries a journal")
 	ns.Flags().IntVar(&o.Workers, "workers", o.Workers, "namespaces patched concurrently")
+	ns.Flags().BoolVar(&o.DryRun, "dry-run", false, "show the label changes each namespace would get; the API server validates them and stores nothing")
 	ns.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
 	cmd.AddCommand(ns)
 	return cmd
@@ -136,7 +139,7 @@ func (o *UnenrollOptions) Run(ctx context.Context) error {
 		return err
 	}
 	gvr := gatewayGVR(clients)
-	results, err := migrate.Unenroll(ctx, clients.Kube, clients.Dynamic, names, migrate.UnenrollOptions{Workers: o.Workers, GatewayGVR: gvr})
+	results, err := migrate.Unenroll(ctx, clients.Kube, clients.Dynamic, names, migrate.UnenrollOptions{Workers: o.Workers, GatewayGVR: gvr, DryRun: o.DryRun})
 	if o.Output != OutputTable {
 		if perr := PrintStructured(o.streams.Out, o.Output, map[string]any{"results": results}); perr != nil {
 			return perr

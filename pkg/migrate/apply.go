@@ -79,6 +79,7 @@ const (
 	OutcomeAlreadyEnrolled = "already enrolled"
 	OutcomeUnenrolled      = "unenrolled"
 	OutcomeNotEnrolled     = "not enrolled"
+	OutcomeWouldUnenroll   = "would unenroll"
 	OutcomeFailed          = "failed"
 	OutcomeNotStarted      = "not started"
 )

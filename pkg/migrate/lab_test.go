@@ -327,6 +327,24 @@ spec: {host: api, subsets: [{name: v1, labels: {version: v1}}]}
 		t.Errorf("status table: %v\n%s", err, tableOut)
 	}
 
+	// A dry run says what would be restored and stores nothing.
+	rvBefore := getNS(t, lab, sidecar).ResourceVersion
+	out, _, err = run(t, lab.Kubeconfig, "unenroll", "namespace", sidecar, "--dry-run", "-o", "json")
+	if err != nil {
+		t.Fatalf("unenroll --dry-run: %v\n%s", err, out)
+	}
+	var dryRes struct{ Results []migrate.Result }
+	if err := json.Unmarshal([]byte(out), &dryRes); err != nil || len(dryRes.Results) != 1 {
+		t.Fatalf("unenroll --dry-run -o json: %v\n%s", err, out)
+	}
+	if r := dryRes.Results[0]; r.Outcome != migrate.OutcomeWouldUnenroll ||
+		!strings.Contains(r.Message, "istio-injection=enabled") || !strings.Contains(r.Message, migrate.LabelDataplaneMode+"-") {
+		t.Errorf("dry-run result = %+v, want the injection label restored and the ambient label removed", r)
+	}
+	if ns := getNS(t, lab, sidecar); ns.ResourceVersion != rvBefore || ns.Labels[migrate.LabelDataplaneMode] != migrate.DataplaneAmbient {
+		t.Errorf("unenroll --dry-run changed namespace %s: labels %v", sidecar, ns.Labels)
+	}
+
 	// Unenroll restores exactly; a second run changes nothing.
 	out, _, err = run(t, lab.Kubeconfig, append([]string{"unenroll", "namespace"}, names...)...)
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +24,10 @@ type UnenrollOptions struct {
 	Observer Observer
 	// GatewayGVR is where waypoints live; empty skips waypoint removal.
 	GatewayGVR schema.GroupVersionResource
+	// DryRun sends each patch as a server-side dry run: the API server
+	// validates it and checks permissions, nothing is stored, and the result
+	// says which label changes would be made.
+	DryRun bool
 }
 
 // Unenroll puts back exactly the labels recorded in each namespace's journal
@@ -99,7 +105,13 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 		if err != nil {
 			return err
 		}
-		_, err = kc.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue})
+		po := metav1.PatchOptions{FieldManager: ManagedByValue}
+		if opts.DryRun {
+			po.DryRun = []string{metav1.DryRunAll}
+			res.Outcome = OutcomeWouldUnenroll
+			res.Message = "labels " + describeLabelPatch(lbl) + " (" + res.Message + ")"
+		}
+		_, err = kc.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, po)
 		return err
 	})
 	if err != nil {
@@ -108,6 +120,12 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 			res.Error = "namespace not found; list namespaces with kubectl get ns"
 		} else {
 			res.Error = err.Error()
+		}
+		return res
+	}
+	if opts.DryRun {
+		if waypoint != "" {
+			res.Message += "; waypoint " + waypoint + " would be deleted"
 		}
 		return res
 	}
@@ -128,4 +146,26 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 	}
 	opts.Observer.emit(StepUnenrolled, name, res.Message)
 	return res
+}
+
+// describeLabelPatch renders a merge-patch label map as kubectl label
+// arguments: "a=b c-", sorted by key.
+func describeLabelPatch(lbl map[string]any) string {
+	keys := make([]string, 0, len(lbl))
+	for k := range lbl {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if v, ok := lbl[k].(string); ok {
+			parts = append(parts, k+"="+v)
+		} else {
+			parts = append(parts, k+"-")
+		}
+	}
+	if len(parts) == 0 {
+		return "unchanged"
+	}
+	return strings.Join(parts, " ")
 }
