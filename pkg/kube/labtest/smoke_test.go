@@ -327,6 +327,9 @@ func TestPortForwardToFakePod(t *testing.T) {
 // processes outlive their starter is stopped by another caller through the
 // pid files, and leaves nothing behind.
 func TestDetachedLabStopsFromPidFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a lab: skipped under -short")
+	}
 	if err := labtest.Built(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
@@ -381,6 +384,9 @@ func TestDetachedLabStopsFromPidFiles(t *testing.T) {
 // up: the kernel kills the components (Pdeathsig) and the watchdog removes
 // the network namespace and the lab's directories.
 func TestLabCleanedUpAfterPanic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a lab: skipped under -short")
+	}
 	if os.Getenv("LABTEST_CHILD") == "panic" {
 		reportChildLab(t)
 		panic("deliberate panic with a running lab")
@@ -394,6 +400,9 @@ func TestLabCleanedUpAfterPanic(t *testing.T) {
 
 // TestLabStoppedOnInterrupt: Ctrl-C on a test binary stops its lab.
 func TestLabStoppedOnInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a lab: skipped under -short")
+	}
 	if os.Getenv("LABTEST_CHILD") == "sigint" {
 		reportChildLab(t)
 		time.Sleep(time.Minute)
@@ -505,6 +514,9 @@ func assertLabGone(t *testing.T, out string) {
 // TestConcurrentLabs: labs started at the same moment get their own ports,
 // pod ranges and network namespaces.
 func TestConcurrentLabs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a lab: skipped under -short")
+	}
 	if err := labtest.Built(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)

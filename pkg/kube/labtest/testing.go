@@ -85,6 +85,10 @@ func stopShared() {
 // skip lab tests silently).
 func Get(t testing.TB) *Lab {
 	t.Helper()
+	if testing.Short() {
+		// `make unit`: pure-logic tests only, no lab, no root.
+		t.Skip("lab test skipped under -short")
+	}
 	if err := Built(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v", err)
