@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -73,6 +74,13 @@ func (f *Factory) RESTClientGetter() genericclioptions.RESTClientGetter { return
 // RESTConfig returns the client configuration, or a clear error when there is
 // no usable kubeconfig.
 func (f *Factory) RESTConfig() (*rest.Config, error) {
+	// With no kubeconfig at all client-go falls back to http://localhost:8080,
+	// which then fails as "connection refused": say what is really missing.
+	// (In a pod, client-go uses the in-cluster configuration instead.)
+	if raw, err := f.flags.ToRawKubeConfigLoader().RawConfig(); err == nil && len(raw.Clusters) == 0 &&
+		(f.flags.APIServer == nil || *f.flags.APIServer == "") && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, fmt.Errorf("%w: no kubeconfig found (KUBECONFIG is unset or empty and ~/.kube/config is missing); set KUBECONFIG or pass --kubeconfig", ErrNoCluster)
+	}
 	cfg, err := f.flags.ToRESTConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
