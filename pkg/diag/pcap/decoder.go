@@ -4,7 +4,9 @@
 // no payload. It has no Kubernetes imports; pkg/diag/mtls maps flows to
 // workloads and judges them.
 //
-// The hot path is allocation free: one DecodingLayerParser per first layer
+// The hot path is allocation free: common headers (Ethernet, Linux SLL2 or
+// raw IP, then plain IPv4 or IPv6, then TCP) are parsed by hand from the
+// zero-copy bytes, anything else by one DecodingLayerParser per first layer
 // with preallocated layers and a reused decoded slice, zero-copy packet reads,
 // and per-flow state that allocates only when a flow is created, when a hello
 // spans several segments, or when segments arrive out of order.
@@ -165,6 +167,12 @@ type Decoder struct {
 	stats   Stats
 	shared  shared
 
+	// seg is the TCP segment being handled, filled by either decode path.
+	seg tcpSeg
+	// noFast turns off the hand-written header parser, so every packet goes
+	// through gopacket (tests compare the two paths).
+	noFast bool
+
 	// strict lets panics through (fuzz tests), so they are seen, not counted.
 	strict bool
 	// recovered counts packets whose decoding panicked (counted undecodable).
@@ -237,7 +245,7 @@ func (d *Decoder) Packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInf
 	if !d.strict {
 		defer d.recoverPacket()
 	}
-	d.packet(lt, data, ci)
+	d.packet(lt, data, &ci)
 }
 
 // recoverPacket turns a panic while decoding one packet into a count.
@@ -248,7 +256,7 @@ func (d *Decoder) recoverPacket() {
 	}
 }
 
-func (d *Decoder) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInfo) {
+func (d *Decoder) packet(lt layers.LinkType, data []byte, ci *gopacket.CaptureInfo) {
 	d.stats.Packets++
 	d.stats.Bytes += uint64(ci.Length)
 	if !d.ltKnown || lt != d.lastLT {
@@ -256,6 +264,9 @@ func (d *Decoder) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInf
 	}
 	if ci.CaptureLength < ci.Length {
 		d.stats.Truncated++
+	}
+	if !d.noFast && d.fast(lt, data, ci) {
+		return
 	}
 	p := d.parser(lt, data)
 	if p == nil {
@@ -310,7 +321,142 @@ func (d *Decoder) packet(lt layers.LinkType, data []byte, ci gopacket.CaptureInf
 		return
 	}
 	d.stats.TCP++
-	d.tcpPacket(isV4, ci)
+	s := &d.seg
+	t := &d.tcp
+	s.v4 = isV4
+	s.segLen = 0
+	if isV4 {
+		s.s0, s.d0 = 0, 0
+		s.s1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(d.ip4.SrcIP.To4()))
+		s.d1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(d.ip4.DstIP.To4()))
+		s.segLen = int(d.ip4.Length) - int(d.ip4.IHL)*4
+	} else {
+		s.s0, s.s1 = binary.BigEndian.Uint64(d.ip6.SrcIP[:8]), binary.BigEndian.Uint64(d.ip6.SrcIP[8:16])
+		s.d0, s.d1 = binary.BigEndian.Uint64(d.ip6.DstIP[:8]), binary.BigEndian.Uint64(d.ip6.DstIP[8:16])
+		if d.ip6.Length != 0 {
+			s.segLen = int(d.ip6.Length)
+			if d.ip6.HopByHop != nil {
+				s.segLen -= d.ip6.HopByHop.ActualLength
+			}
+		}
+	}
+	s.sp, s.dp = uint16(t.SrcPort), uint16(t.DstPort)
+	s.seq = t.Seq
+	s.syn, s.ack, s.rst = t.SYN, t.ACK, t.RST
+	s.hdrLen = int(t.DataOffset) * 4
+	s.payload = t.Payload
+	d.tcpPacket(ci)
+}
+
+// tcpSeg is one decoded TCP segment: what tcpPacket needs from the IP and
+// TCP headers, whichever path parsed them.
+type tcpSeg struct {
+	s0, s1, d0, d1 uint64 // addresses as in flowKey
+	v4             bool
+	segLen         int // TCP header and payload as sent, 0 when unknown
+	sp, dp         uint16
+	seq            uint32
+	syn, ack, rst  bool
+	hdrLen         int // TCP header length in bytes
+	payload        []byte
+}
+
+// fast parses the common case straight from the bytes: Ethernet, Linux
+// SLL2 or raw IP, then IPv4 without options or fragmentation, or IPv6
+// without extension headers, then TCP. It reports false, having changed
+// nothing but d.seg, for anything else (VLAN tags, IP options, fragments,
+// other protocols, malformed or cut headers), which gopacket then decodes;
+// for what it accepts it gives the same result as the gopacket path.
+func (d *Decoder) fast(lt layers.LinkType, data []byte, ci *gopacket.CaptureInfo) bool {
+	var ip []byte
+	v6 := false
+	switch lt {
+	case layers.LinkTypeEthernet:
+		if len(data) < 14 {
+			return false
+		}
+		switch binary.BigEndian.Uint16(data[12:14]) {
+		case 0x0800:
+		case 0x86dd:
+			v6 = true
+		default:
+			return false
+		}
+		ip = data[14:]
+	case layers.LinkTypeLinuxSLL2:
+		if len(data) < 20 || data[11] > 8 {
+			return false
+		}
+		switch binary.BigEndian.Uint16(data[0:2]) {
+		case 0x0800:
+		case 0x86dd:
+			v6 = true
+		default:
+			return false
+		}
+		ip = data[20:]
+	case layers.LinkTypeIPv4:
+		ip = data
+	case layers.LinkTypeIPv6:
+		ip, v6 = data, true
+	case layers.LinkTypeRaw, 12, 14:
+		ip = data
+		v6 = len(data) > 0 && data[0]>>4 == 6
+	default:
+		return false
+	}
+	s := &d.seg
+	var seg []byte
+	if !v6 {
+		if len(ip) < 20 || ip[0] != 0x45 || ip[9] != 6 || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+			return false
+		}
+		length := int(binary.BigEndian.Uint16(ip[2:4]))
+		if length < 20 {
+			return false
+		}
+		if length < len(ip) {
+			ip = ip[:length]
+		}
+		seg = ip[20:]
+		s.v4 = true
+		s.s0, s.d0 = 0, 0
+		s.s1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(ip[12:16]))
+		s.d1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(ip[16:20]))
+		s.segLen = length - 20
+	} else {
+		if len(ip) < 40 || ip[0]>>4 != 6 || ip[6] != 6 {
+			return false
+		}
+		length := int(binary.BigEndian.Uint16(ip[4:6]))
+		if length == 0 {
+			return false
+		}
+		seg = ip[40:]
+		if length < len(seg) {
+			seg = seg[:length]
+		}
+		s.v4 = false
+		s.s0, s.s1 = binary.BigEndian.Uint64(ip[8:16]), binary.BigEndian.Uint64(ip[16:24])
+		s.d0, s.d1 = binary.BigEndian.Uint64(ip[24:32]), binary.BigEndian.Uint64(ip[32:40])
+		s.segLen = length
+	}
+	if len(seg) < 20 {
+		return false
+	}
+	hl := int(seg[12]>>4) * 4
+	if hl < 20 || hl > len(seg) {
+		return false
+	}
+	s.sp, s.dp = binary.BigEndian.Uint16(seg[0:2]), binary.BigEndian.Uint16(seg[2:4])
+	s.seq = binary.BigEndian.Uint32(seg[4:8])
+	fl := seg[13]
+	s.syn, s.ack, s.rst = fl&0x02 != 0, fl&0x10 != 0, fl&0x04 != 0
+	s.hdrLen = hl
+	s.payload = seg[hl:]
+	d.stats.TCP++
+	d.tcpPacket(ci)
+	return true
 }
 
 func (d *Decoder) noteLinkType(lt layers.LinkType) {
@@ -325,35 +471,21 @@ func (d *Decoder) noteLinkType(lt layers.LinkType) {
 	d.stats.LinkTypes = append(d.stats.LinkTypes, name)
 }
 
-func (d *Decoder) tcpPacket(isV4 bool, ci gopacket.CaptureInfo) {
-	t := &d.tcp
-	var s0, s1, d0, d1 uint64
-	segLen := 0 // TCP header and payload as sent, when the IP header says
-	if isV4 {
-		// IPv4 as its IPv4-mapped IPv6 form, ::ffff:a.b.c.d.
-		s1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(d.ip4.SrcIP.To4()))
-		d1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(d.ip4.DstIP.To4()))
-		segLen = int(d.ip4.Length) - int(d.ip4.IHL)*4
-	} else {
-		s0, s1 = binary.BigEndian.Uint64(d.ip6.SrcIP[:8]), binary.BigEndian.Uint64(d.ip6.SrcIP[8:16])
-		d0, d1 = binary.BigEndian.Uint64(d.ip6.DstIP[:8]), binary.BigEndian.Uint64(d.ip6.DstIP[8:16])
-		if d.ip6.Length != 0 {
-			segLen = int(d.ip6.Length)
-			if d.ip6.HopByHop != nil {
-				segLen -= d.ip6.HopByHop.ActualLength
-			}
-		}
-	}
-	payload := t.Payload
+func (d *Decoder) tcpPacket(ci *gopacket.CaptureInfo) {
+	t := &d.seg
+	s0, s1, d0, d1 := t.s0, t.s1, t.d0, t.d1
+	isV4 := t.v4
+	segLen := t.segLen
+	payload := t.payload
 	missing := 0
 	if segLen > 0 {
-		missing = segLen - int(t.DataOffset)*4 - len(payload)
+		missing = segLen - t.hdrLen - len(payload)
 		if missing < 0 || missing > 1<<16 {
 			missing = 0
 		}
 	}
 
-	sp, dp := uint16(t.SrcPort), uint16(t.DstPort)
+	sp, dp := t.sp, t.dp
 	var key flowKey
 	dir := 0
 	if s0 < d0 || s0 == d0 && (s1 < d1 || s1 == d1 && sp <= dp) {
@@ -391,22 +523,22 @@ func (d *Decoder) tcpPacket(isV4 bool, ci gopacket.CaptureInfo) {
 	h.bytes += uint64(ci.Length)
 	h.payloadBytes += uint64(len(payload) + missing)
 
-	seq := t.Seq
-	if t.SYN {
+	seq := t.seq
+	if t.syn {
 		if !h.synSeen {
 			h.synSeen = true
 			h.seqSet = true
 			h.next = seq + 1
 		}
 		switch {
-		case !t.ACK:
+		case !t.ack:
 			f.client = int8(dir)
 		case f.client < 0:
 			f.client = int8(1 - dir)
 		}
 		seq++ // data on a SYN (TCP Fast Open) starts after it
 	}
-	if t.RST {
+	if t.rst {
 		// Payload on a reset is diagnostic text, not stream data.
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -19,10 +18,11 @@ func FuzzReadAll(f *testing.F) {
 	f.Add(writeConv(f, layers.LinkTypeLinuxSLL2, 0, cli6, srv6, recPlain))
 	f.Add(writeConv(f, layers.LinkTypeRaw, 0, cli4, app4, recTLS[:2]))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d := NewDecoder()
-		d.strict = true // a panic must fail the fuzz, not be counted
+		p := newDecoderPair(true) // a panic must fail the fuzz, not be counted
 		errc := make(chan error, 1)
-		go func() { errc <- d.ReadAll(context.Background(), bytes.NewReader(b)) }()
+		go func() {
+			errc <- p.fast.ReadAll(context.Background(), bytes.NewReader(b))
+		}()
 		select {
 		case err := <-errc:
 			if err != nil {
@@ -31,8 +31,12 @@ func FuzzReadAll(f *testing.F) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("decoder did not finish %d bytes in 5s", len(b))
 		}
-		flows := d.Flows()
-		st := d.Stats()
+		if err := p.slow.ReadAll(context.Background(), bytes.NewReader(b)); err != nil {
+			t.Fatalf("the gopacket path failed where the fast path did not: %v", err)
+		}
+		// The hand-written header parser and gopacket must agree.
+		flows := p.same(t)
+		st := p.fast.Stats()
 		if uint64(len(flows)) > st.TCP {
 			t.Fatalf("%d flows from %d TCP packets", len(flows), st.TCP)
 		}
@@ -70,7 +74,6 @@ func FuzzPackets(f *testing.F) {
 	}
 	f.Add(all)
 	f.Add([]byte{3, 0, 20, 0x45, 0, 0, 40, 0, 0, 0x20, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2})
-	lts := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2, layers.LinkTypeRaw, layers.LinkTypeNull, layers.LinkTypeIPv6, 147}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		done := make(chan struct{})
 		defer close(done)
@@ -81,18 +84,11 @@ func FuzzPackets(f *testing.F) {
 				panic("decoder did not finish in 5s")
 			}
 		}()
-		d := NewDecoder()
-		d.strict = true
-		n := 0
-		for len(in) >= 3 {
-			lt := lts[int(in[0])%len(lts)]
-			ln := min(int(in[1])<<8|int(in[2]), len(in)-3)
-			data := in[3 : 3+ln]
-			in = in[3+ln:]
-			ci := gopacket.CaptureInfo{Timestamp: time.Unix(int64(n), 0), CaptureLength: len(data), Length: len(data) + n%3*50}
-			d.Packet(lt, data, ci)
-			n++
-		}
+		p := newDecoderPair(true)
+		d := p.fast
+		n := feedPacketList(in, p.packet)
+		// The hand-written header parser and gopacket must agree.
+		p.same(t)
 		var pk uint64
 		for _, fl := range d.Flows() {
 			pk += fl.Packets

@@ -168,7 +168,7 @@ func (d *Decoder) readLoop(ctx context.Context, src Source) (done bool, err erro
 			return true, nil
 		}
 		inPacket = true
-		d.packet(lt, data, ci)
+		d.packet(lt, data, &ci)
 		inPacket = false
 	}
 }
