@@ -660,7 +660,7 @@ func (w *Watcher) ZtunnelPod(node string) (string, string, error) {
 	return p.Namespace, p.Name, nil
 }
 
-// Collect takes one snapshot: it lists through the informers, scrapes every
+// Collect takes one snapshot: it lists in pages into the stores, scrapes every
 // ztunnel twice, window apart, so rates exist, reads certificates once, and
 // stops. Pending proxies count as stuck when they did not drain within window.
 func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, window time.Duration) (ztunnel.Snapshot, error) {
@@ -674,29 +674,36 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := New(client, cfg)
-	go w.nodes.RunWithContext(ctx)
-	go w.pods.RunWithContext(ctx)
-	go w.namespaces.RunWithContext(ctx)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !w.nodes.HasSynced() || !w.pods.HasSynced() || !w.namespaces.HasSynced() {
-		select {
-		case <-ctx.Done():
-			w.mu.Lock()
-			err := w.watchErr
-			w.mu.Unlock()
-			if err == nil {
-				err = ctx.Err()
-			}
-			return ztunnel.Snapshot{}, fmt.Errorf("read nodes and pods: %w", err)
-		case <-tick.C:
-			w.mu.Lock()
-			err := w.watchErr
-			w.mu.Unlock()
-			if err != nil && apierrors.IsForbidden(errors.Unwrap(err)) {
-				return ztunnel.Snapshot{}, err
-			}
+	// One snapshot needs no watches: list in pages and slim each page as it
+	// arrives, so the full objects of 5,000 nodes and their pods are never
+	// all in memory at once (an informer decodes the whole list first).
+	core := client.CoreV1()
+	if err := listPaged(ctx, "nodes", w.nodes.GetStore(), func(ctx context.Context, o metav1.ListOptions) ([]corev1.Node, string, error) {
+		l, err := core.Nodes().List(ctx, o)
+		if err != nil {
+			return nil, "", err
 		}
+		return l.Items, l.Continue, nil
+	}); err != nil {
+		return ztunnel.Snapshot{}, err
+	}
+	if err := listPaged(ctx, "namespaces", w.namespaces.GetStore(), func(ctx context.Context, o metav1.ListOptions) ([]corev1.Namespace, string, error) {
+		l, err := core.Namespaces().List(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		return l.Items, l.Continue, nil
+	}); err != nil {
+		return ztunnel.Snapshot{}, err
+	}
+	if err := listPaged(ctx, "pods", w.pods.GetStore(), func(ctx context.Context, o metav1.ListOptions) ([]corev1.Pod, string, error) {
+		l, err := core.Pods(metav1.NamespaceAll).List(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		return l.Items, l.Continue, nil
+	}); err != nil {
+		return ztunnel.Snapshot{}, err
 	}
 	w.scrapeRound(ctx)
 	w.inflight.Wait()
@@ -710,4 +717,35 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 		w.inflight.Wait()
 	}
 	return w.Snapshot(), nil
+}
+
+// listPage is how many objects one LIST page of the one-shot snapshot holds.
+const listPage = 500
+
+// listPaged lists one resource in pages of listPage (resourceVersion "" so
+// the server really pages), slims every object and adds it to store.
+func listPaged[T any](ctx context.Context, what string, store cache.Store, list func(context.Context, metav1.ListOptions) ([]T, string, error)) error {
+	opts := metav1.ListOptions{Limit: listPage}
+	for {
+		items, cont, err := list(ctx, opts)
+		if err != nil {
+			if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+				return fmt.Errorf("list %s: %w; grant get, list and watch on nodes, namespaces and pods", what, err)
+			}
+			return fmt.Errorf("read nodes and pods: list %s: %w", what, err)
+		}
+		for i := range items {
+			obj, err := slim(any(&items[i]))
+			if err != nil {
+				return fmt.Errorf("read %s: %w", what, err)
+			}
+			if err := store.Add(obj); err != nil {
+				return fmt.Errorf("store %s: %w", what, err)
+			}
+		}
+		if cont == "" {
+			return nil
+		}
+		opts.Continue = cont
+	}
 }
