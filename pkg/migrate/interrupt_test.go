@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/cni/cnisim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
 )
@@ -82,7 +83,9 @@ func nsState(t *testing.T, lab *labtest.Lab, name string, before map[string]stri
 // restores the labels.
 func TestEnrollInterruptedAtEachStep(t *testing.T) {
 	lab := labtest.Get(t)
-	startCNI(t, lab)
+	// A ztunnel slow to accept pods keeps verification running (pods
+	// pending) long enough for the cancel at StepVerifyStarted to land.
+	startCNIWith(t, lab, cnisim.Options{Delay: time.Second, Workers: 32})
 	steps := []struct {
 		step              migrate.Step
 		wantAllUntouched  bool

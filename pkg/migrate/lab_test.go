@@ -46,11 +46,19 @@ func installCRDs(t *testing.T, lab *labtest.Lab) {
 	})
 }
 
-// startCNI runs the test-only istio-cni stand-in until the test ends.
+// startCNI runs the test-only istio-cni stand-in until the test ends. It
+// writes enabled once per pod, as istio-cni does when ztunnel accepts pods.
 func startCNI(t *testing.T, lab *labtest.Lab) *cnisim.Controller {
 	t.Helper()
+	return startCNIWith(t, lab, cnisim.Options{Workers: 32})
+}
+
+// startCNIWith runs the stand-in with opts (Delay: a ztunnel slow to accept
+// pods, so captures go through pending).
+func startCNIWith(t *testing.T, lab *labtest.Lab, opts cnisim.Options) *cnisim.Controller {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := cnisim.New(lab.Clients.Kube, cnisim.Options{Delay: 100 * time.Millisecond, Workers: 32})
+	c := cnisim.New(lab.Clients.Kube, opts)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	t.Cleanup(func() {

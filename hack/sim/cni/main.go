@@ -23,7 +23,7 @@ import (
 
 func main() {
 	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the lab cluster")
-	delay := flag.Duration("delay", 200*time.Millisecond, "time between the pending and enabled annotations")
+	delay := flag.Duration("delay", 0, "play a ztunnel slow to accept pods: write pending, then enabled after this long (0: enabled at once, one write per pod, as istio-cni does)")
 	quiet := flag.Bool("quiet", false, "do not log each annotation write")
 	flag.Parse()
 	if err := run(*kubeconfig, *delay, *quiet); err != nil {

@@ -7,8 +7,11 @@
 // namespace, or the pod itself, labelled istio.io/dataplane-mode=ambient; not
 // hostNetwork; not opted out with the pod label istio.io/dataplane-mode=none;
 // no sidecar.istio.io/status annotation) it writes
-// ambient.istio.io/redirection=pending, then =enabled after Options.Delay.
-// When a pod stops qualifying (namespace unenrolled, pod opted out) it
+// ambient.istio.io/redirection=enabled once, as istio-cni does after ztunnel
+// accepts the pod. With Options.Delay set it plays a ztunnel that has not
+// accepted the pod yet: istio-cni then writes pending (the redirection rules
+// are in place, ztunnel is not serving the pod) and enabled once it is; the
+// stand-in writes pending, then enabled after Delay. When a pod stops qualifying (namespace unenrolled, pod opted out) it
 // removes the annotation. Writes go through the pods/status subresource, as
 // istio-cni's do.
 package cnisim
@@ -39,7 +42,9 @@ const (
 
 // Options tune the stand-in.
 type Options struct {
-	// Delay between writing pending and enabled (default 200ms).
+	// Delay, when above zero, makes every capture go through pending for
+	// this long before enabled (ztunnel slow to accept pods). Zero, the
+	// default, writes enabled at once: one write per pod, as istio-cni.
 	Delay time.Duration
 	// Workers bounds concurrent pod patches (default 16).
 	Workers int
@@ -65,9 +70,6 @@ type Controller struct {
 
 // New builds a stand-in; call Run to start it.
 func New(kc kubernetes.Interface, opts Options) *Controller {
-	if opts.Delay <= 0 {
-		opts.Delay = 200 * time.Millisecond
-	}
 	if opts.Workers <= 0 {
 		opts.Workers = 16
 	}
@@ -174,6 +176,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) {
 	p := obj.(*corev1.Pod)
 	cur, has := p.Annotations[annRedirection]
 	switch want := c.eligible(p); {
+	case want && !has && c.opts.Delay <= 0:
+		c.patch(ctx, p, "enabled")
 	case want && !has:
 		if c.patch(ctx, p, "pending") {
 			c.mu.Lock()
