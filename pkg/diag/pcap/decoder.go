@@ -118,6 +118,29 @@ func (k *flowKey) hash() uint64 {
 	return h ^ h>>29
 }
 
+// canonicalKey orders the two endpoints, lower (address, port) first, and
+// says whether the source was the higher one (dir 1). It has no branches:
+// packets of a flow alternate directions, so a branch on the order would
+// be mispredicted about every other packet.
+func canonicalKey(s0, s1, d0, d1 uint64, sp, dp uint16) (flowKey, int) {
+	_, lt0 := bits.Sub64(s0, d0, 0) // 1 when s0 < d0
+	_, gt0 := bits.Sub64(d0, s0, 0) // 1 when s0 > d0
+	_, lt1 := bits.Sub64(s1, d1, 0)
+	_, gt1 := bits.Sub64(d1, s1, 0)
+	_, gtp := bits.Sub64(uint64(dp), uint64(sp), 0)
+	// The source is higher when it is on the first differing field.
+	swap := gt0 | (1^lt0^gt0)&(gt1|(1^lt1^gt1)&gtp)
+	m := -swap // all ones to swap
+	x0, x1, xp := (s0^d0)&m, (s1^d1)&m, (sp^dp)&uint16(m)
+	return flowKey{a0: s0 ^ x0, a1: s1 ^ x1, b0: d0 ^ x0, b1: d1 ^ x1, pa: sp ^ xp, pb: dp ^ xp}, int(swap)
+}
+
+// eq compares two keys field by field (inlined; the compiler's struct
+// equality is a call). The low halves, which differ most, go first.
+func (k *flowKey) eq(o *flowKey) bool {
+	return k.a1 == o.a1 && k.b1 == o.b1 && k.pa == o.pa && k.pb == o.pb && k.a0 == o.a0 && k.b0 == o.b0
+}
+
 const flowCacheSize = 4096 // direct-mapped cache of recently used flows
 
 type flowState struct {
@@ -257,15 +280,21 @@ func (d *Decoder) recoverPacket() {
 }
 
 func (d *Decoder) packet(lt layers.LinkType, data []byte, ci *gopacket.CaptureInfo) {
+	d.raw(lt, data, ci.Timestamp.UnixNano(), ci.CaptureLength, ci.Length)
+}
+
+// raw decodes one packet given its timestamp (Unix nanoseconds) and its
+// captured and original lengths.
+func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length int) {
 	d.stats.Packets++
-	d.stats.Bytes += uint64(ci.Length)
+	d.stats.Bytes += uint64(length)
 	if !d.ltKnown || lt != d.lastLT {
 		d.noteLinkType(lt)
 	}
-	if ci.CaptureLength < ci.Length {
+	if capLen < length {
 		d.stats.Truncated++
 	}
-	if !d.noFast && d.fast(lt, data, ci) {
+	if !d.noFast && d.fast(lt, data, ts, length) {
 		return
 	}
 	p := d.parser(lt, data)
@@ -345,7 +374,7 @@ func (d *Decoder) packet(lt layers.LinkType, data []byte, ci *gopacket.CaptureIn
 	s.syn, s.ack, s.rst = t.SYN, t.ACK, t.RST
 	s.hdrLen = int(t.DataOffset) * 4
 	s.payload = t.Payload
-	d.tcpPacket(ci)
+	d.tcpPacket(ts, length)
 }
 
 // tcpSeg is one decoded TCP segment: what tcpPacket needs from the IP and
@@ -367,7 +396,7 @@ type tcpSeg struct {
 // nothing but d.seg, for anything else (VLAN tags, IP options, fragments,
 // other protocols, malformed or cut headers), which gopacket then decodes;
 // for what it accepts it gives the same result as the gopacket path.
-func (d *Decoder) fast(lt layers.LinkType, data []byte, ci *gopacket.CaptureInfo) bool {
+func (d *Decoder) fast(lt layers.LinkType, data []byte, ts int64, length int) bool {
 	var ip []byte
 	v6 := false
 	switch lt {
@@ -455,7 +484,7 @@ func (d *Decoder) fast(lt layers.LinkType, data []byte, ci *gopacket.CaptureInfo
 	s.hdrLen = hl
 	s.payload = seg[hl:]
 	d.stats.TCP++
-	d.tcpPacket(ci)
+	d.tcpPacket(ts, length)
 	return true
 }
 
@@ -471,7 +500,7 @@ func (d *Decoder) noteLinkType(lt layers.LinkType) {
 	d.stats.LinkTypes = append(d.stats.LinkTypes, name)
 }
 
-func (d *Decoder) tcpPacket(ci *gopacket.CaptureInfo) {
+func (d *Decoder) tcpPacket(ts int64, length int) {
 	t := &d.seg
 	s0, s1, d0, d1 := t.s0, t.s1, t.d0, t.d1
 	isV4 := t.v4
@@ -485,23 +514,15 @@ func (d *Decoder) tcpPacket(ci *gopacket.CaptureInfo) {
 		}
 	}
 
-	sp, dp := t.sp, t.dp
-	var key flowKey
-	dir := 0
-	if s0 < d0 || s0 == d0 && (s1 < d1 || s1 == d1 && sp <= dp) {
-		key = flowKey{a0: s0, a1: s1, b0: d0, b1: d1, pa: sp, pb: dp}
-	} else {
-		key = flowKey{a0: d0, a1: d1, b0: s0, b1: s1, pa: dp, pb: sp}
-		dir = 1
-	}
+	key, dir := canonicalKey(s0, s1, d0, d1, t.sp, t.dp)
 	f := d.last
-	if f == nil || f.key != key {
+	if f == nil || !f.key.eq(&key) {
 		h := key.hash()
 		slot := &d.cache[h&(flowCacheSize-1)]
 		f = *slot
-		if f == nil || f.key != key {
+		if f == nil || !f.key.eq(&key) {
 			f = d.flows[h]
-			for f != nil && f.key != key {
+			for f != nil && !f.key.eq(&key) {
 				f = f.chain
 			}
 			if f == nil {
@@ -511,7 +532,6 @@ func (d *Decoder) tcpPacket(ci *gopacket.CaptureInfo) {
 		}
 		d.last = f
 	}
-	ts := ci.Timestamp.UnixNano()
 	if ts < f.first {
 		f.first = ts
 	}
@@ -520,7 +540,7 @@ func (d *Decoder) tcpPacket(ci *gopacket.CaptureInfo) {
 	}
 	h := &f.dirs[dir]
 	h.packets++
-	h.bytes += uint64(ci.Length)
+	h.bytes += uint64(length)
 	h.payloadBytes += uint64(len(payload) + missing)
 
 	seq := t.seq

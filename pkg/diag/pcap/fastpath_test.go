@@ -242,3 +242,48 @@ func TestFastPathMatchesGopacket(t *testing.T) {
 		}
 	})
 }
+
+// TestCanonicalKey compares the branch-free endpoint order with the plain
+// comparison on random and edge-case endpoints.
+func TestCanonicalKey(t *testing.T) {
+	plain := func(s0, s1, d0, d1 uint64, sp, dp uint16) (flowKey, int) {
+		if s0 < d0 || s0 == d0 && (s1 < d1 || s1 == d1 && sp <= dp) {
+			return flowKey{a0: s0, a1: s1, b0: d0, b1: d1, pa: sp, pb: dp}, 0
+		}
+		return flowKey{a0: d0, a1: d1, b0: s0, b1: s1, pa: dp, pb: sp}, 1
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	vals := []uint64{0, 1, 2, 1 << 63, 1<<64 - 1, 0xffff << 32, 0xffff<<32 | 0x0a000001}
+	pick := func() uint64 {
+		if rng.IntN(2) == 0 {
+			return vals[rng.IntN(len(vals))]
+		}
+		return rng.Uint64()
+	}
+	ports := []uint16{0, 1, 15008, 65535}
+	port := func() uint16 {
+		if rng.IntN(2) == 0 {
+			return ports[rng.IntN(len(ports))]
+		}
+		return uint16(rng.Uint32())
+	}
+	swaps := 0
+	for i := 0; i < 200000; i++ {
+		s0, s1, d0, d1, sp, dp := pick(), pick(), pick(), pick(), port(), port()
+		switch rng.IntN(4) { // equal high halves (IPv4) and equal addresses are common
+		case 0:
+			d0 = s0
+		case 1:
+			d0, d1 = s0, s1
+		}
+		gk, gd := canonicalKey(s0, s1, d0, d1, sp, dp)
+		wk, wd := plain(s0, s1, d0, d1, sp, dp)
+		if gk != wk || gd != wd {
+			t.Fatalf("canonicalKey(%x,%x,%x,%x,%d,%d) = %+v,%d; want %+v,%d", s0, s1, d0, d1, sp, dp, gk, gd, wk, wd)
+		}
+		swaps += gd
+	}
+	if swaps < 50000 || swaps > 150000 {
+		t.Fatalf("%d swaps in 200000: inputs not varied enough", swaps)
+	}
+}

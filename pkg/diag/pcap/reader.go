@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -27,11 +28,102 @@ type Source interface {
 	Next() (data []byte, ci gopacket.CaptureInfo, lt layers.LinkType, err error)
 }
 
-type pcapSource struct{ r *pcapgo.Reader }
+// pcapSource reads classic pcap records. pcapgo validated the file header;
+// records that lie whole inside the buffered window are then read in place
+// (no copy, no system call, one bounds check), and every other record (one
+// that crosses the end of the input, exceeds the snap length or the packet
+// length, or is larger than the buffer) is left to pcapgo after the bufio
+// position is brought up to date, so errors and edge cases are pcapgo's.
+type pcapSource struct {
+	r       *pcapgo.Reader
+	br      *bufio.Reader
+	lt      layers.LinkType
+	big     bool  // big-endian record headers
+	nanoMul int64 // 1 for nanosecond captures, 1000 for microsecond ones
+	snaplen int
 
-func (s pcapSource) Next() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {
+	// win is the buffered input (br.Peek), off the bytes of it already
+	// returned but not yet discarded from br.
+	win []byte
+	off int
+}
+
+func newPcapSource(pr *pcapgo.Reader, br *bufio.Reader, magic uint32) *pcapSource {
+	s := &pcapSource{r: pr, br: br, lt: pr.LinkType(), snaplen: int(pr.Snaplen()), nanoMul: 1000}
+	switch magic {
+	case 0xD4C3B2A1, 0x4D3CB2A1:
+		s.big = true
+	}
+	if pr.Resolution() == gopacket.TimestampResolutionNanosecond {
+		s.nanoMul = 1
+	}
+	return s
+}
+
+// header decodes a record header.
+func (s *pcapSource) header(h []byte) (sec, frac, capLen, length uint32) {
+	if s.big {
+		return binary.BigEndian.Uint32(h[0:4]), binary.BigEndian.Uint32(h[4:8]), binary.BigEndian.Uint32(h[8:12]), binary.BigEndian.Uint32(h[12:16])
+	}
+	return binary.LittleEndian.Uint32(h[0:4]), binary.LittleEndian.Uint32(h[4:8]), binary.LittleEndian.Uint32(h[8:12]), binary.LittleEndian.Uint32(h[12:16])
+}
+
+// next returns the record at the window's offset when it is whole and
+// pcapgo would accept it; need is how many bytes it takes (0: unknown).
+func (s *pcapSource) next() (rec []byte, ci gopacket.CaptureInfo, need int, ok bool) {
+	rec, sec, nsec, capLen, length, need, ok := s.nextRaw()
+	if ok {
+		ci = gopacket.CaptureInfo{Timestamp: time.Unix(sec, nsec).UTC(), CaptureLength: capLen, Length: length}
+	}
+	return rec, ci, need, ok
+}
+
+// nextRaw is next without building a CaptureInfo (the decoder's read loop
+// takes the fields as they are).
+func (s *pcapSource) nextRaw() (rec []byte, sec, nsec int64, capLen, length, need int, ok bool) {
+	w := s.win[s.off:]
+	if len(w) < 16 {
+		return nil, 0, 0, 0, 0, 16, false
+	}
+	sec32, frac, cl, ln := s.header(w)
+	if int(cl) > s.snaplen || cl > ln || int(cl) > ReadBufferSize-16 {
+		return nil, 0, 0, 0, 0, 0, false
+	}
+	end := 16 + int(cl)
+	if len(w) < end {
+		return nil, 0, 0, 0, 0, end, false
+	}
+	s.off += end
+	// As pcapgo: the fraction times the factor, in 32 bits.
+	return w[16:end:end], int64(sec32), int64(frac * uint32(s.nanoMul)), int(cl), int(ln), 0, true
+}
+
+// sync discards the bytes already returned from br.
+func (s *pcapSource) sync() {
+	if s.off > 0 {
+		_, _ = s.br.Discard(s.off)
+	}
+	s.win, s.off = nil, 0
+}
+
+func (s *pcapSource) Next() ([]byte, gopacket.CaptureInfo, layers.LinkType, error) {
+	rec, ci, need, ok := s.next()
+	if ok {
+		return rec, ci, s.lt, nil
+	}
+	if need > 0 {
+		// The record is cut by the window's end: refill (the records
+		// returned before are no longer needed) and look again.
+		s.sync()
+		_, _ = s.br.Peek(need)
+		s.win, _ = s.br.Peek(s.br.Buffered())
+		if rec, ci, _, ok = s.next(); ok {
+			return rec, ci, s.lt, nil
+		}
+	}
+	s.sync()
 	data, ci, err := s.r.ZeroCopyReadPacketData()
-	return data, ci, s.r.LinkType(), err
+	return data, ci, s.lt, err
 }
 
 type ngSource struct {
@@ -81,7 +173,8 @@ func NewSource(r io.Reader) (Source, error) {
 		}
 		return NewSource(zr)
 	}
-	switch binary.LittleEndian.Uint32(magic) {
+	m := binary.LittleEndian.Uint32(magic)
+	switch m {
 	case 0x0A0D0D0A:
 		nr, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
 		if err != nil {
@@ -93,7 +186,7 @@ func NewSource(r io.Reader) (Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read pcap header: %w", err)
 		}
-		return pcapSource{r: pr}, nil
+		return newPcapSource(pr, br, m), nil
 	}
 	return nil, fmt.Errorf("read capture header: %w (magic %#08x); write captures with tcpdump -w or tshark -w", ErrNotCapture, binary.BigEndian.Uint32(magic))
 }
@@ -144,6 +237,7 @@ func (d *Decoder) readLoop(ctx context.Context, src Source) (done bool, err erro
 		}()
 	}
 	cancelled := ctx.Done()
+	ps, _ := src.(*pcapSource)
 	for i := 0; ; i++ {
 		if i&1023 == 0 && cancelled != nil {
 			select {
@@ -154,6 +248,16 @@ func (d *Decoder) readLoop(ctx context.Context, src Source) (done bool, err erro
 		}
 		if i&7 == 0 && i > 0 && d.Progress != nil {
 			d.Progress(d.stats.Packets)
+		}
+		if ps != nil {
+			// Classic pcap records inside the read window skip the
+			// interface call and the CaptureInfo.
+			if rec, sec, nsec, capLen, length, _, ok := ps.nextRaw(); ok {
+				inPacket = true
+				d.raw(ps.lt, rec, sec*1e9+nsec, capLen, length)
+				inPacket = false
+				continue
+			}
 		}
 		data, ci, lt, err := src.Next()
 		if err != nil {
