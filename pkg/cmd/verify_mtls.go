@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -23,6 +24,7 @@ type VerifyMTLSOptions struct {
 	Pcap    string
 	Pods    string
 	Logs    []string
+	Dumps   []string
 	Output  string
 	Timeout time.Duration
 
@@ -36,11 +38,13 @@ type VerifyMTLSOptions struct {
 
 	factory *kube.Factory
 	streams genericiooptions.IOStreams
+	// now decides which certificates expire soon; tests fix it.
+	now func() time.Time
 }
 
 // NewCmdVerifyMTLS builds `kubectl ambient verify-mtls`.
 func NewCmdVerifyMTLS(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &VerifyMTLSOptions{Output: OutputTable, Timeout: 30 * time.Second, factory: f, streams: streams}
+	o := &VerifyMTLSOptions{Output: OutputTable, Timeout: 30 * time.Second, factory: f, streams: streams, now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "verify-mtls [--pcap FILE | -n NAMESPACE [--from W --to W] [--duration 10s]]",
 		Short: "Prove from a packet capture that mesh traffic crossed the wire as HBONE mTLS",
@@ -57,7 +61,15 @@ plaintext, no payload), maps addresses to pods, and judges each workload pair:
 Addresses are mapped from the cluster's pods, or from --pods FILE (YAML or JSON:
 {ip: {namespace, pod, enrolled, sidecar}}) to judge a capture offline. With
 --logs, flows are joined with ztunnel "connection complete" access-log lines to
-show the SPIFFE identities on each side.
+show the SPIFFE identities on each side. With --config-dump (ztunnel's admin
+/config_dump, port 15000), each HBONE flow's ends get the identity ztunnel
+gives their workload (spiffe://<trust-domain>/ns/<ns>/sa/<sa>) even where no
+log line covers it, and the certificate ztunnel holds for each identity is
+listed with its state and expiry: missing, Initializing, Unavailable, expired
+or expiring ones (under 24h left, or a quarter of a shorter lifetime: ztunnel
+renews at half) are flagged, as are HBONE flows whose ends have no identity in
+ztunnel's evidence. Without --pods, the dump's workloads map the addresses
+(protocol HBONE means captured), so no cluster is needed.
 
 Without --pcap, verify-mtls captures live: it finds the selected pods of the
 namespace and their nodes, starts one short-lived privileged host-network capture
@@ -65,18 +77,27 @@ pod per node (--image, default a well-known image with tcpdump), captures only
 traffic of those pods for --duration, streams the pcap over exec into the decoder,
 and deletes the capture pods (also on Ctrl-C). --write keeps the capture (0600).
 It needs RBAC to create pods and pods/exec, and a namespace whose Pod Security
-admits privileged pods. The access logs of the ztunnels (app=ztunnel) on those
-nodes are joined for identities; --pods adds addresses that are not pods.
---cleanup deletes capture pods left behind.
+admits privileged pods. The access logs and config_dumps of the ztunnels
+(app=ztunnel) on those nodes are joined for identities and certificates; the
+config_dump is read through a port-forward to 15000 (RBAC create
+pods/portforward), best effort within 15s: a ztunnel that cannot be read is a
+warning. --pods adds addresses that are not pods. --cleanup deletes capture
+pods left behind.
 
 Exit code 0 only when no plaintext crossed between mesh workloads; 1 after
-printing the table when a verdict fails.`,
+printing the table when a verdict fails. Identity and certificate findings are
+reported but do not change the exit code.`,
 		Example: `  # Capture on a node (or in a pod's network namespace), then judge
   tcpdump -i any -w /tmp/mesh.pcap 'tcp' & sleep 10; kill %1
   kubectl ambient verify-mtls --pcap /tmp/mesh.pcap
 
   # Offline, with a pod mapping file and ztunnel logs for identities
   kubectl ambient verify-mtls --pcap mesh.pcapng --pods pods.yaml --logs ztunnel.log -o json
+
+  # Offline with ztunnel's config_dump: identities and certificates, no cluster needed
+  kubectl -n istio-system port-forward ds/ztunnel 15000 &
+  curl -s localhost:15000/config_dump > node-1.json
+  kubectl ambient verify-mtls --pcap mesh.pcap --config-dump node-1.json
 
   # Straight from tcpdump
   tcpdump -i eth0 -w - -c 2000 | kubectl ambient verify-mtls --pcap - --pods pods.yaml
@@ -98,6 +119,7 @@ printing the table when a verdict fails.`,
 	cmd.Flags().StringVar(&o.Pcap, "pcap", "", `capture file to judge (pcap or pcapng, optionally gzip); "-" for standard input`)
 	cmd.Flags().StringVar(&o.Pods, "pods", "", "YAML or JSON file mapping pod IPs to {namespace, pod, enrolled, sidecar}; default: read pods from the cluster")
 	cmd.Flags().StringSliceVar(&o.Logs, "logs", nil, "ztunnel log files (kubectl logs ds/ztunnel) to join SPIFFE identities from; repeatable")
+	cmd.Flags().StringSliceVar(&o.Dumps, "config-dump", nil, "ztunnel config_dump files (curl localhost:15000/config_dump) to join workload identities and certificates from; repeatable")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
 	cmd.Flags().DurationVar(&o.Timeout, "request-timeout-pods", o.Timeout, "how long to wait for the cluster when listing pods")
 	cmd.Flags().StringVar(&o.From, "from", "", "live: client workload (pod name, name prefix or app label); default every pod of the namespace")
@@ -152,15 +174,22 @@ func (o *VerifyMTLSOptions) Run(ctx context.Context) error {
 	flows := dec.Flows()
 	stats := dec.Stats()
 
-	pods, err := o.podMap(ctx)
+	dumps, err := o.readDumps()
 	if err != nil {
 		return err
 	}
-	return o.report(flows, stats, pods, name, nil)
+	var pods mtls.PodMap
+	if o.Pods == "" && len(dumps) > 0 {
+		// ztunnel knows every workload of the mesh: judge offline from it.
+		pods = mtls.PodMapFromDumps(dumps)
+	} else if pods, err = o.podMap(ctx); err != nil {
+		return err
+	}
+	return o.report(flows, stats, pods, name, nil, dumps)
 }
 
 // report judges, joins identities, prints, and turns a failed verdict into exit code 1.
-func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtls.PodMap, name string, logs []mtls.AccessLogEntry) error {
+func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtls.PodMap, name string, logs []mtls.AccessLogEntry, dumps []mtls.ZtunnelDump) error {
 	rep := mtls.Judge(flows, pods)
 	rep.Stats = stats
 	if len(logs) > 0 {
@@ -171,6 +200,10 @@ func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtl
 			return err
 		}
 	}
+	if len(dumps) > 0 {
+		mtls.JoinConfigDumps(rep, dumps, o.now())
+	}
+	mtls.FlagMissingIdentities(rep, len(logs) > 0 || len(o.Logs) > 0 || len(dumps) > 0)
 
 	if stats.InputError != "" {
 		fmt.Fprintf(o.streams.ErrOut, "warning: capture %s: %s; judged the %d packets before it\n", name, stats.InputError, stats.Packets)
@@ -196,6 +229,10 @@ func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtl
 }
 
 func (o *VerifyMTLSOptions) runLive(ctx context.Context) error {
+	fileDumps, err := o.readDumps()
+	if err != nil {
+		return err
+	}
 	clients, err := o.factory.Clients()
 	if err != nil {
 		return err
@@ -228,10 +265,18 @@ func (o *VerifyMTLSOptions) runLive(ctx context.Context) error {
 			pods[k] = v
 		}
 	}
+	dumps := append(res.Dumps, fileDumps...)
+	// Addresses no pod has (gone since, or host addresses) may still be
+	// workloads ztunnel knows.
+	for k, v := range mtls.PodMapFromDumps(dumps) {
+		if _, ok := pods[k]; !ok {
+			pods[k] = v
+		}
+	}
 	for _, f := range res.Files {
 		fmt.Fprintf(o.streams.ErrOut, "capture kept in %s\n", f)
 	}
-	return o.report(res.Flows, res.Stats, pods, "live capture", res.Logs)
+	return o.report(res.Flows, res.Stats, pods, "live capture", res.Logs, dumps)
 }
 
 func (o *VerifyMTLSOptions) cleanup(ctx context.Context) error {
@@ -300,27 +345,46 @@ func (o *VerifyMTLSOptions) joinLogs(rep *mtls.Report, path string) error {
 	return nil
 }
 
+func (o *VerifyMTLSOptions) readDumps() ([]mtls.ZtunnelDump, error) {
+	var out []mtls.ZtunnelDump
+	for _, path := range o.Dumps {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read ztunnel config_dump %s: %w", path, err)
+		}
+		d, err := ztunnel.ParseIdentityDump(b)
+		if err != nil {
+			return nil, fmt.Errorf("--config-dump %s: %w; want the JSON of curl localhost:15000/config_dump", path, err)
+		}
+		out = append(out, mtls.ZtunnelDump{Source: path, Dump: d})
+	}
+	return out, nil
+}
+
 func printMTLSTable(w io.Writer, rep *mtls.Report) error {
+	withIDs := false
+	for _, p := range rep.Pairs {
+		for _, r := range p.Rows {
+			withIDs = withIDs || r.ClientIdentity != "" || r.ServerIdentity != "" || len(r.Identities) > 0
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PAIR\tPORT\tCLASS\tTLS\tALPN\tFLOWS\tPACKETS\tBYTES\tVERDICT\tREASON")
+	head := "PAIR\tPORT\tCLASS\tTLS\tALPN\tFLOWS\tPACKETS\tBYTES\tVERDICT\tREASON"
+	if withIDs {
+		head += "\tIDENTITIES"
+	}
+	fmt.Fprintln(tw, head)
 	row := func(r mtls.Row) {
-		alpn := strings.Join(r.ALPN, ",")
-		if alpn == "" {
-			alpn = "-"
-		}
-		tlsv := r.TLSVersion
-		if tlsv == "" {
-			tlsv = "-"
-		}
 		reason := r.Reason
-		if len(r.Identities) > 0 {
-			reason += " [" + strings.Join(r.Identities, ", ") + "]"
-		}
 		if r.ZtunnelWithoutIdentity > 0 {
 			reason += fmt.Sprintf(" [ztunnel logged %d connection(s) without identities]", r.ZtunnelWithoutIdentity)
 		}
-		fmt.Fprintf(tw, "%s -> %s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
-			r.Client.Name, r.Server.Name, r.Port, r.Class, tlsv, alpn, r.Flows, r.Packets, humanBytes(r.Bytes), strings.ToUpper(string(r.Verdict)), reason)
+		fmt.Fprintf(tw, "%s -> %s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s",
+			r.Client.Name, r.Server.Name, r.Port, r.Class, orDash(r.TLSVersion), orDash(strings.Join(r.ALPN, ",")), r.Flows, r.Packets, humanBytes(r.Bytes), strings.ToUpper(string(r.Verdict)), reason)
+		if withIDs {
+			fmt.Fprintf(tw, "\t%s", rowIdentities(r))
+		}
+		fmt.Fprintln(tw)
 	}
 	for _, p := range rep.Pairs {
 		for _, r := range p.Rows {
@@ -340,14 +404,83 @@ func printMTLSTable(w io.Writer, rep *mtls.Report) error {
 			return err
 		}
 	}
+	if err := printIdentityFindings(w, rep); err != nil {
+		return err
+	}
 	s := rep.Summary
 	result := "PASS: no plaintext between mesh workloads"
 	if !rep.Passed {
 		result = "FAIL: plaintext or bypassed traffic between mesh workloads"
 	}
-	_, err := fmt.Fprintf(w, "\n%s (%d mesh pairs; rows: %d pass, %d fail, %d warn, %d info; %d packets, %d flows)\n",
-		result, s.MeshPairs, s.Pass, s.Fail, s.Warn, s.Info, rep.Stats.Packets, rep.Stats.Flows)
+	extra := ""
+	if s.IdentityIssues > 0 || s.CertificateProblems > 0 {
+		extra = fmt.Sprintf("; identity findings: %d row(s), %d certificate(s)", s.IdentityIssues, s.CertificateProblems)
+	}
+	_, err := fmt.Fprintf(w, "\n%s (%d mesh pairs; rows: %d pass, %d fail, %d warn, %d info; %d packets, %d flows%s)\n",
+		result, s.MeshPairs, s.Pass, s.Fail, s.Warn, s.Info, rep.Stats.Packets, rep.Stats.Flows, extra)
 	return err
+}
+
+// rowIdentities is "src -> dst": every pair ztunnel's access log gave when
+// it gave several, else the identities of the two ends.
+func rowIdentities(r mtls.Row) string {
+	if len(r.Identities) > 1 {
+		return strings.Join(r.Identities, ", ")
+	}
+	if r.ClientIdentity == "" && r.ServerIdentity == "" {
+		return "-"
+	}
+	none := func(s string) string {
+		if s == "" {
+			return "(none)"
+		}
+		return s
+	}
+	return none(r.ClientIdentity) + " -> " + none(r.ServerIdentity)
+}
+
+// printIdentityFindings prints ztunnel's certificates for the identities
+// shown and what the identity join flagged. Neither changes the verdict.
+func printIdentityFindings(w io.Writer, rep *mtls.Report) error {
+	if len(rep.Certificates) > 0 {
+		fmt.Fprintln(w, "\nCertificates held by ztunnel (config_dump):")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "IDENTITY\tSTATE\tEXPIRES\tZTUNNEL\tSTATUS")
+		for _, c := range rep.Certificates {
+			exp := "-"
+			if c.Expiration != nil {
+				exp = c.Expiration.UTC().Format(time.RFC3339)
+			}
+			status := strings.ToUpper(c.Status)
+			if c.Problem != "" {
+				status += ": " + c.Problem
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Identity, orDash(c.State), exp, orDash(c.Ztunnel), status)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	var issues []string
+	for _, p := range rep.Pairs {
+		for _, r := range p.Rows {
+			for _, i := range r.IdentityIssues {
+				issues = append(issues, fmt.Sprintf("  %s -> %s %d: %s", r.Client.Name, r.Server.Name, r.Port, i))
+			}
+		}
+	}
+	if len(issues) > 0 {
+		fmt.Fprintln(w, "\nIdentity findings (ztunnel's own evidence; not part of the verdict):")
+		fmt.Fprintln(w, strings.Join(issues, "\n"))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func humanBytes(n uint64) string {

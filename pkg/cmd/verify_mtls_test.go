@@ -57,17 +57,32 @@ func TestVerifyMTLSTable(t *testing.T) {
 		name     string
 		file     string
 		logs     bool
+		dumps    []string
+		noPods   bool
 		wantCode int
 	}{
 		{name: "good-sll2-with-identities", file: "good-any-sll2.pcap", logs: true, wantCode: 0},
 		{name: "good-afpacket", file: "good-afpacket.pcap", wantCode: 0},
 		{name: "bad-afpacket", file: "bad-afpacket.pcap", wantCode: 1},
+		// config_dump alone maps the addresses (no --pods, no cluster) and
+		// gives identities and certificates.
+		{name: "good-sll2-config-dump", file: "good-any-sll2.pcap", dumps: []string{filepath.Join(pcapDir, "ztunnel-config_dump.json")}, noPods: true, wantCode: 0},
+		{name: "bad-sll2-config-dump-and-logs", file: "bad-any-sll2.pcap", logs: true, dumps: []string{filepath.Join(pcapDir, "ztunnel-config_dump.json")}, wantCode: 1},
+		// An older (address-keyed) dump without the server and with an
+		// unavailable client certificate: flagged, the verdict still passes.
+		{name: "good-sll2-config-dump-problems", file: "good-any-sll2.pcap", dumps: []string{filepath.Join("testdata", "verify-mtls", "config_dump-problems.json")}, wantCode: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"--pcap", filepath.Join(pcapDir, tt.file), "--pods", pods}
+			args := []string{"--pcap", filepath.Join(pcapDir, tt.file)}
+			if !tt.noPods {
+				args = append(args, "--pods", pods)
+			}
 			if tt.logs {
 				args = append(args, "--logs", filepath.Join(pcapDir, "ztunnel-access.log"))
+			}
+			for _, d := range tt.dumps {
+				args = append(args, "--config-dump", d)
 			}
 			out, errOut, err := runVerify(t, nil, args...)
 			if code := ExitCode(err); code != tt.wantCode {
@@ -155,5 +170,37 @@ func TestVerifyMTLSWarnsWithoutMeshTraffic(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "no traffic between mesh workloads") || !bytes.Contains([]byte(out), []byte("not known pods")) {
 		t.Errorf("stdout %q stderr %q", out, errOut)
+	}
+}
+
+func TestVerifyMTLSConfigDumpJSON(t *testing.T) {
+	out, errOut, err := runVerify(t, nil, "--pcap", filepath.Join(pcapDir, "good-afpacket.pcap"),
+		"--config-dump", filepath.Join(pcapDir, "ztunnel-config_dump.json"), "-o", "json")
+	if err != nil {
+		t.Fatalf("exit %d: %v; stderr %q", ExitCode(err), err, errOut)
+	}
+	var rep mtls.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var hb *mtls.Row
+	for i := range rep.Pairs {
+		for j := range rep.Pairs[i].Rows {
+			if r := &rep.Pairs[i].Rows[j]; r.Port == 15008 {
+				hb = r
+			}
+		}
+	}
+	if hb == nil || hb.Client.Name != "a/client" || hb.ClientIdentity != "spiffe://cluster.local/ns/a/sa/x" || hb.ServerIdentity != "spiffe://cluster.local/ns/b/sa/y" || hb.ZtunnelConnections != 1 {
+		t.Errorf("HBONE row = %+v", hb)
+	}
+	if len(rep.Certificates) != 2 || rep.Certificates[0].Status != mtls.CertOK || rep.Certificates[0].Expiration == nil || rep.Certificates[0].Serial != "0x65" {
+		t.Errorf("certificates = %+v", rep.Certificates)
+	}
+	for _, bad := range []string{filepath.Join(pcapDir, "pods.yaml"), filepath.Join(t.TempDir(), "missing.json")} {
+		_, _, err := runVerify(t, nil, "--pcap", filepath.Join(pcapDir, "good-afpacket.pcap"), "--config-dump", bad)
+		if ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), "config_dump") {
+			t.Errorf("--config-dump %s: %v", bad, err)
+		}
 	}
 }

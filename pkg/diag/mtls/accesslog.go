@@ -80,6 +80,12 @@ func JoinIdentities(rep *Report, entries []AccessLogEntry) {
 					r.ZtunnelWithoutIdentity++
 					continue
 				}
+				if r.ClientIdentity == "" {
+					r.ClientIdentity = e.SrcIdentity
+				}
+				if r.ServerIdentity == "" {
+					r.ServerIdentity = e.DstIdentity
+				}
 				id := orUnknown(e.SrcIdentity) + " -> " + orUnknown(e.DstIdentity)
 				if !contains(r.Identities, id) {
 					r.Identities = append(r.Identities, id)

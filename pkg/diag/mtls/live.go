@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
 )
 
 // CaptureLabel marks the capture pods verify-mtls creates, so leftovers can
@@ -48,9 +50,19 @@ type LiveOptions struct {
 	WriteFile string
 	// Progress receives status lines (capture started, live counts, stopped).
 	Progress io.Writer
-	// ZtunnelSelector finds the ztunnel pods whose access logs are joined
-	// (default app=ztunnel, in every namespace).
+	// ZtunnelSelector finds the ztunnel pods whose access logs and
+	// config_dumps are joined (default app=ztunnel, in every namespace).
 	ZtunnelSelector string
+	// Admin reads a ztunnel's /config_dump; default a port-forward to its
+	// localhost-only admin port 15000.
+	Admin DumpFetcher
+	// DumpTimeout bounds reading all config_dumps (default 15s).
+	DumpTimeout time.Duration
+}
+
+// DumpFetcher reads the raw /config_dump of one ztunnel pod.
+type DumpFetcher interface {
+	RawConfigDump(ctx context.Context, ns, pod string) ([]byte, error)
 }
 
 // LiveResult is what a live capture produced.
@@ -63,6 +75,9 @@ type LiveResult struct {
 	// Logs are the "connection complete" lines of the ztunnels on the
 	// captured nodes, written during the capture.
 	Logs []AccessLogEntry
+	// Dumps are the config_dumps of the ztunnels on the captured nodes,
+	// read after the capture; those that could not be read are warnings.
+	Dumps []ZtunnelDump
 }
 
 // Live captures traffic of the selected pods: one privileged host-network
@@ -221,7 +236,13 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 		}
 	}
 	res.Stats.Flows = len(res.Flows)
-	res.Logs = ztunnelLogs(ctx, kc, o, res.Nodes, started, progress)
+	zpods := ztunnelPods(ctx, kc, o, res.Nodes, progress)
+	res.Logs = ztunnelLogs(ctx, kc, zpods, started, progress)
+	admin := o.Admin
+	if admin == nil {
+		admin = watch.PortForwardAdmin{Config: cfg, Client: kc}
+	}
+	res.Dumps = ztunnelDumps(ctx, admin, zpods, o.DumpTimeout, progress)
 	_, _ = fmt.Fprintf(progress, "captured %d packets, %d connections on %d node(s)\n", res.Stats.Packets, len(res.Flows), len(res.Nodes))
 	return res, nil
 }
@@ -279,9 +300,9 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 	return file, d.Flows(), d.Stats(), nil
 }
 
-// ztunnelLogs reads the access logs of the ztunnels on nodes since start.
-// Missing ztunnels or log access are warnings: identities are extra evidence.
-func ztunnelLogs(ctx context.Context, kc kubernetes.Interface, o LiveOptions, nodes []string, start time.Time, progress io.Writer) []AccessLogEntry {
+// ztunnelPods lists the ztunnel pods on nodes. Failing to is a warning:
+// identities are extra evidence.
+func ztunnelPods(ctx context.Context, kc kubernetes.Interface, o LiveOptions, nodes []string, progress io.Writer) []corev1.Pod {
 	sel := o.ZtunnelSelector
 	if sel == "" {
 		sel = "app=ztunnel"
@@ -295,13 +316,25 @@ func ztunnelLogs(ctx context.Context, kc kubernetes.Interface, o LiveOptions, no
 	for _, n := range nodes {
 		on[n] = true
 	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if on[p.Spec.NodeName] {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		_, _ = fmt.Fprintf(progress, "warning: no ztunnel pods (%s) on nodes %s; identities not joined\n", sel, strings.Join(nodes, ", "))
+	}
+	return out
+}
+
+// ztunnelLogs reads the access logs of the ztunnel pods since start.
+// Missing log access is a warning.
+func ztunnelLogs(ctx context.Context, kc kubernetes.Interface, pods []corev1.Pod, start time.Time, progress io.Writer) []AccessLogEntry {
 	since := metav1.NewTime(start.Add(-5 * time.Second))
 	limit := int64(32 << 20)
 	var out []AccessLogEntry
-	for _, p := range list.Items {
-		if !on[p.Spec.NodeName] {
-			continue
-		}
+	for _, p := range pods {
 		rc, err := kc.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{SinceTime: &since, LimitBytes: &limit}).Stream(ctx)
 		if err != nil {
 			_, _ = fmt.Fprintf(progress, "warning: read logs of %s/%s: %v; identities from that node not joined\n", p.Namespace, p.Name, err)
@@ -315,6 +348,43 @@ func ztunnelLogs(ctx context.Context, kc kubernetes.Interface, o LiveOptions, no
 		out = append(out, es...)
 	}
 	return out
+}
+
+// ztunnelDumps reads the config_dumps of the ztunnel pods in parallel,
+// within timeout for all of them. A dump that cannot be read is a warning,
+// never a failure of the verdict.
+func ztunnelDumps(ctx context.Context, admin DumpFetcher, pods []corev1.Pod, timeout time.Duration, progress io.Writer) []ZtunnelDump {
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out := make([]*ZtunnelDump, len(pods))
+	var wg sync.WaitGroup
+	for i := range pods {
+		wg.Add(1)
+		go func(i int, p *corev1.Pod) {
+			defer wg.Done()
+			name := p.Namespace + "/" + p.Name
+			body, err := admin.RawConfigDump(ctx, p.Namespace, p.Name)
+			if err == nil {
+				var d *ztunnel.IdentityDump
+				if d, err = ztunnel.ParseIdentityDump(body); err == nil {
+					out[i] = &ZtunnelDump{Source: name, Node: p.Spec.NodeName, Dump: d}
+					return
+				}
+			}
+			_, _ = fmt.Fprintf(progress, "warning: config_dump of ztunnel %s on node %s (port-forward to 15000): %v; its certificates not checked (needs RBAC create pods/portforward in %s)\n", name, p.Spec.NodeName, err, p.Namespace)
+		}(i, &pods[i])
+	}
+	wg.Wait()
+	var dumps []ZtunnelDump
+	for _, d := range out {
+		if d != nil {
+			dumps = append(dumps, *d)
+		}
+	}
+	return dumps
 }
 
 type limitedWriter struct {

@@ -208,6 +208,47 @@ func summarize(flows []pcap.Flow) string {
 	return strings.Join(l, "\n")
 }
 
+// checkDumpJoin joins the capture with config_dumps describing the
+// workloads and certificates of the traffic: identities from config_dump
+// alone agree with what the access log of the real mTLS tunnels says, and
+// the certificates' states are reported.
+func checkDumpJoin(t *testing.T, flows []pcap.Flow, pods PodMap, logs []AccessLogEntry, full, noServerCert ZtunnelDump, sc *hbone.Scenario) {
+	t.Helper()
+	now := time.Now()
+	// config_dump alone, its workloads as the pod map.
+	rep := Judge(flows, PodMapFromDumps([]ZtunnelDump{full}))
+	JoinConfigDumps(rep, []ZtunnelDump{full}, now)
+	FlagMissingIdentities(rep, true)
+	hb := findRow(rep, "a/client", "b/server", pcap.HBONEPort)
+	if hb == nil || hb.ClientIdentity != sc.ClientID || hb.ServerIdentity != sc.ServerID || len(hb.IdentityIssues) != 0 {
+		t.Fatalf("HBONE row from config_dump = %+v", hb)
+	}
+	if !rep.Passed || len(rep.Certificates) != 2 || rep.Summary.CertificateProblems != 0 {
+		t.Errorf("report from config_dump: passed %v, certificates %+v", rep.Passed, rep.Certificates)
+	}
+	for _, c := range rep.Certificates {
+		if c.Status != CertOK || c.State != "Available" || c.Expiration == nil || c.Expiration.Before(now.Add(23*time.Hour)) {
+			t.Errorf("certificate %+v", c)
+		}
+	}
+	// Both joins: the access log of the real tunnels agrees with config_dump.
+	rep = Judge(flows, pods)
+	JoinIdentities(rep, logs)
+	JoinConfigDumps(rep, []ZtunnelDump{noServerCert}, now)
+	FlagMissingIdentities(rep, true)
+	hb = findRow(rep, "a/client", "b/server", pcap.HBONEPort)
+	if hb.ClientIdentity != sc.ClientID || hb.ServerIdentity != sc.ServerID || len(hb.IdentityIssues) != 0 {
+		t.Errorf("HBONE row with both joins = %+v", hb)
+	}
+	byID := map[string]CertStatus{}
+	for _, c := range rep.Certificates {
+		byID[c.Identity] = c
+	}
+	if byID[sc.ClientID].Status != CertOK || byID[sc.ServerID].Status != CertMissing || rep.Summary.CertificateProblems != 1 || !rep.Passed {
+		t.Errorf("certificates = %+v, summary %+v", rep.Certificates, rep.Summary)
+	}
+}
+
 func findRow(rep *Report, client, server string, port uint16) *Row {
 	for i := range rep.Pairs {
 		for j := range rep.Pairs[i].Rows {
@@ -265,6 +306,17 @@ func TestRealTraffic(t *testing.T) {
 	if err != nil || len(logs) != 5 {
 		t.Fatalf("access log: %d entries, %v; want 5 tunnels", len(logs), err)
 	}
+	// ztunnel's config_dump for these workloads, with certificates from the
+	// same CA that authenticated the tunnels; the server's node ztunnel
+	// lost its certificate in the second dump.
+	dumpWorkloads := []dumpWorkload{
+		{IP: client, Namespace: "a", Name: "client", SA: "x", Protocol: "HBONE", Cert: true},
+		{IP: legacy, Namespace: "a", Name: "legacy", SA: "default", Protocol: "TCP"},
+		{IP: topo.AddrB, Namespace: "b", Name: "server", SA: "y", Protocol: "HBONE", Cert: true},
+	}
+	fullDump := parseDump(t, "ztunnel", caConfigDump(t, sc.CA, dumpWorkloads))
+	dumpWorkloads[2].Cert = false
+	noServerCert := parseDump(t, "ztunnel", caConfigDump(t, sc.CA, dumpWorkloads))
 
 	for _, file := range []string{good.afpacket, good.tcpdumpSL} {
 		t.Run("good/"+filepath.Base(file), func(t *testing.T) {
@@ -286,6 +338,7 @@ func TestRealTraffic(t *testing.T) {
 			if !slices.Equal(hb.Identities, []string{wantID}) {
 				t.Errorf("identities = %q, want %q", hb.Identities, wantID)
 			}
+			checkDumpJoin(t, flows, pods, logs, fullDump, noServerCert, sc)
 			if r := findRow(rep, "a/legacy", "b/server", hbone.HTTPPort); r == nil || r.Class != pcap.ClassPlaintext || r.Verdict != Info {
 				t.Errorf("plaintext row from outside the mesh = %+v", r)
 			}

@@ -75,9 +75,19 @@ type Row struct {
 	Notes        []string   `json:"notes,omitempty"`
 	// Identities are "src -> dst" SPIFFE pairs joined from ztunnel's logs.
 	Identities []string `json:"identities,omitempty"`
+	// ClientIdentity and ServerIdentity are the SPIFFE identities of the
+	// two ends, from ztunnel's access log or its config_dump workloads.
+	ClientIdentity string `json:"clientIdentity,omitempty"`
+	ServerIdentity string `json:"serverIdentity,omitempty"`
 	// ZtunnelWithoutIdentity counts connections ztunnel logged for this row
 	// without identities (not mTLS in ztunnel's own view).
 	ZtunnelWithoutIdentity int `json:"ztunnelWithoutIdentity,omitempty"`
+	// ZtunnelConnections counts the connections of this row that ztunnels
+	// tracked (config_dump workloadState) when their config_dump was read.
+	ZtunnelConnections int `json:"ztunnelConnections,omitempty"`
+	// IdentityIssues are what the identity join found wrong: HBONE without
+	// an identity in ztunnel, or ztunnel's views disagreeing.
+	IdentityIssues []string `json:"identityIssues,omitempty"`
 }
 
 // Pair is all traffic from one client address to one server address.
@@ -97,14 +107,22 @@ type Summary struct {
 	Info int `json:"info"`
 	// MeshPairs is how many pairs had both ends in the mesh.
 	MeshPairs int `json:"meshPairs"`
+	// IdentityIssues counts rows with identity issues, CertificateProblems
+	// the certificates that are not ok. Neither fails the verdict, which is
+	// about the wire.
+	IdentityIssues      int `json:"identityIssues,omitempty"`
+	CertificateProblems int `json:"certificateProblems,omitempty"`
 }
 
 // Report is the outcome of judging a capture.
 type Report struct {
-	Pairs   []Pair     `json:"pairs"`
-	Probes  []Row      `json:"probes,omitempty"`
-	Stats   pcap.Stats `json:"stats"`
-	Summary Summary    `json:"summary"`
+	Pairs  []Pair     `json:"pairs"`
+	Probes []Row      `json:"probes,omitempty"`
+	Stats  pcap.Stats `json:"stats"`
+	// Certificates are ztunnel's certificates for the identities of the
+	// captured ends, from config_dump.
+	Certificates []CertStatus `json:"certificates,omitempty"`
+	Summary      Summary      `json:"summary"`
 	// Passed is true when no plaintext crossed between mesh workloads.
 	Passed bool `json:"passed"`
 }
