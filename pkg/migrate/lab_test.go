@@ -24,6 +24,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/cni/cnisim"
+	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/injector"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
@@ -613,6 +614,24 @@ func TestEnrollVerifyTimeoutReportsPods(t *testing.T) {
 	}
 }
 
+// enrollRestarting runs `enroll namespace NS --restart-sidecars -o json` and
+// requires exactly the Deployment workload to have been restarted.
+func enrollRestarting(t *testing.T, lab *labtest.Lab, ns, workload string) (cmd.EnrollReport, string) {
+	t.Helper()
+	out, stderr, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--restart-sidecars", "--timeout", "60s", "--rollout-timeout", "90s", "-o", "json")
+	if err != nil {
+		t.Fatalf("enroll: %v\n%s", err, stderr)
+	}
+	var rep cmd.EnrollReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Restarts) != 1 || rep.Restarts[0].Workload.Name != workload || rep.Restarts[0].Outcome != migrate.RestartDone {
+		t.Fatalf("restarts = %+v", rep.Restarts)
+	}
+	return rep, stderr
+}
+
 // TestEnrollRestartSidecarsCommand runs `enroll --restart-sidecars`: the
 // sidecar Deployment is restarted (new pod UIDs), the plain one is not.
 func TestEnrollRestartSidecarsCommand(t *testing.T) {
@@ -623,17 +642,7 @@ func TestEnrollRestartSidecarsCommand(t *testing.T) {
 	deployment(t, lab, ns, "plain", 1, false, false)
 	waitPods(t, lab, ns, 3)
 	before := podUIDs(t, lab, ns)
-	out, stderr, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--restart-sidecars", "--timeout", "60s", "--rollout-timeout", "90s", "-o", "json")
-	if err != nil {
-		t.Fatalf("enroll: %v\n%s", err, stderr)
-	}
-	var rep cmd.EnrollReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Restarts) != 1 || rep.Restarts[0].Workload.Name != "legacy" || rep.Restarts[0].Outcome != migrate.RestartDone {
-		t.Fatalf("restarts = %+v", rep.Restarts)
-	}
+	_, stderr := enrollRestarting(t, lab, ns, "legacy")
 	after := podUIDs(t, lab, ns)
 	for name, uid := range before {
 		replaced := after[name] != uid
@@ -643,5 +652,69 @@ func TestEnrollRestartSidecarsCommand(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "restarting Deployment/legacy") || !strings.Contains(stderr, "Deployment/legacy rolled out") {
 		t.Errorf("progress:\n%s", stderr)
+	}
+}
+
+// TestEnrollRestartCapturesPods is the whole migration of a sidecar
+// workload: a real mutating webhook (the test-only injector stand-in)
+// injects the pods while the namespace has istio-injection=enabled; enroll
+// removes the label and, with --restart-sidecars, restarts the Deployment;
+// the new pods come back without a sidecar (the injector no longer selects
+// the namespace) and istio-cni (stand-in) captures them.
+func TestEnrollRestartCapturesPods(t *testing.T) {
+	lab := labtest.Get(t)
+	startCNI(t, lab)
+	ctx := context.Background()
+	scope := fmt.Sprintf("restart-%d", time.Now().UnixNano()%1_000_000)
+	inj, err := injector.Start(ctx, lab.Clients.Kube, injector.Options{Scope: scope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inj.Close)
+	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled", injector.ScopeLabel: scope})
+	deployment(t, lab, ns, "web", 2, false, false) // a plain template: the webhook injects
+	before := map[types.UID]bool{}
+	for _, p := range waitPods(t, lab, ns, 2) {
+		if p.Annotations[migrate.AnnotationSidecarStatus] == "" || len(p.Spec.Containers) != 2 || p.Spec.Containers[1].Name != migrate.ProxyContainer {
+			t.Fatalf("pod %s was not injected: annotations %v, %d containers", p.Name, p.Annotations, len(p.Spec.Containers))
+		}
+		before[p.UID] = true
+	}
+	if inj.Injected.Load() != 2 {
+		t.Fatalf("injector injected %d pods, want 2", inj.Injected.Load())
+	}
+
+	rep, _ := enrollRestarting(t, lab, ns, "web")
+	if rep.Verify == nil || !rep.Verify.Done || len(rep.Verify.Namespaces) != 1 {
+		t.Fatalf("verify = %+v", rep.Verify)
+	}
+	if v := rep.Verify.Namespaces[0]; v.Expected != 2 || v.Captured != 2 || v.AwaitingRollout != 0 {
+		t.Fatalf("after the restart: %+v, want 2 expected and captured, none awaiting a rollout", v)
+	}
+	pods, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		live++
+		if before[p.UID] {
+			t.Errorf("pod %s was not replaced", p.Name)
+		}
+		if _, ok := p.Annotations[migrate.AnnotationSidecarStatus]; ok || len(p.Spec.Containers) != 1 {
+			t.Errorf("restarted pod %s still has a sidecar", p.Name)
+		}
+		if p.Annotations[migrate.AnnotationRedirection] != migrate.RedirectionEnabled {
+			t.Errorf("restarted pod %s: redirection %q, want enabled", p.Name, p.Annotations[migrate.AnnotationRedirection])
+		}
+	}
+	if live != 2 {
+		t.Errorf("%d live pods, want 2", live)
+	}
+	if inj.Injected.Load() != 2 {
+		t.Errorf("injector injected %d pods in all, want only the 2 before enrollment", inj.Injected.Load())
 	}
 }
