@@ -175,6 +175,32 @@ func TestEnrollBenchmarkLab(t *testing.T) {
 		applied.Round(time.Millisecond), verifyT.Round(time.Millisecond), cni.Writes.Load(), float64(cni.Writes.Load())/ours.Seconds())
 	t.Logf("RESULT enroll %d ns / %d pods: labels+journal %s (%.1fx faster than the kubectl loop); including verification %s (%.2fx); kubectl loop %s",
 		nsCount, total, labels.Round(time.Millisecond), loop.Seconds()/labels.Seconds(), ours.Round(time.Millisecond), loop.Seconds()/ours.Seconds(), loop.Round(time.Millisecond))
+
+	// 4. The API server's own ceiling for the writes verification waits on:
+	// the same kind of pod annotation patch through pods/status, for every
+	// pod, from 64 workers with no client-side throttling. Verification
+	// cannot end sooner than the time these writes take.
+	pods := make([][2]string, 0, total)
+	for _, n := range rep.Namespaces {
+		l, err := kc.CoreV1().Pods(n.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range l.Items {
+			pods = append(pods, [2]string{p.Namespace, p.Name})
+		}
+	}
+	start = time.Now()
+	if err := parallel(len(pods), 64, func(i int) error {
+		_, err := kc.CoreV1().Pods(pods[i][0]).Patch(ctx, pods[i][1], types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"bench.kubectl-ambient.test/ceiling":"1"}}}`), metav1.PatchOptions{}, "status")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ceiling := time.Since(start)
+	t.Logf("RESULT API server ceiling: %d pods/status patches from 64 workers in %s (%.0f writes/s); the cni stand-in's %d writes took %s of verification",
+		len(pods), ceiling.Round(time.Millisecond), float64(len(pods))/ceiling.Seconds(), cni.Writes.Load(), verifyT.Round(time.Millisecond))
 }
 
 // enrollLabels runs read, plan, access check and apply, logging each phase.
