@@ -246,6 +246,9 @@ func (o *VerifyMTLSOptions) runLive(ctx context.Context) error {
 		Image: o.Image, WriteFile: o.Write, Progress: o.streams.ErrOut,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("live capture interrupted: %w; its capture pods were deleted (verify-mtls --cleanup removes any left behind)", ctx.Err())
+		}
 		return kube.Unreachable(clients.Config.Host, err)
 	}
 	// Pods of other namespaces (the far end of a pair) and a --pods file

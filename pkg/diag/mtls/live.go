@@ -207,6 +207,10 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 	}
 	wg.Wait()
 	close(stopTicker)
+	// Ctrl-C ends the capture streams early: what they carried is no proof.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("capture interrupted: %w", err)
+	}
 	seen := map[[2]netip.AddrPort]int{}
 	for i, out := range outs {
 		if out.err != nil {
@@ -374,7 +378,11 @@ func ztunnelDumps(ctx context.Context, admin DumpFetcher, pods []corev1.Pod, tim
 					return
 				}
 			}
-			_, _ = fmt.Fprintf(progress, "warning: config_dump of ztunnel %s on node %s (port-forward to 15000): %v; its certificates not checked (needs RBAC create pods/portforward in %s)\n", name, p.Spec.NodeName, err, p.Namespace)
+			hint := "is its admin port 15000 serving?"
+			if strings.Contains(strings.ToLower(err.Error()), "forbidden") {
+				hint = "needs RBAC create pods/portforward in " + p.Namespace
+			}
+			_, _ = fmt.Fprintf(progress, "warning: config_dump of ztunnel %s on node %s (port-forward to 15000): %v; its certificates not checked (%s)\n", name, p.Spec.NodeName, err, hint)
 		}(i, &pods[i])
 	}
 	wg.Wait()

@@ -309,14 +309,21 @@ func TestRealTraffic(t *testing.T) {
 	// ztunnel's config_dump for these workloads, with certificates from the
 	// same CA that authenticated the tunnels; the server's node ztunnel
 	// lost its certificate in the second dump.
-	dumpWorkloads := []dumpWorkload{
-		{IP: client, Namespace: "a", Name: "client", SA: "x", Protocol: "HBONE", Cert: true},
-		{IP: legacy, Namespace: "a", Name: "legacy", SA: "default", Protocol: "TCP"},
-		{IP: topo.AddrB, Namespace: "b", Name: "server", SA: "y", Protocol: "HBONE", Cert: true},
+	dumpWorkloads := []hbone.DumpWorkload{
+		{IP: client, Namespace: "a", Name: "client", ServiceAccount: "x", Protocol: "HBONE", Cert: true},
+		{IP: legacy, Namespace: "a", Name: "legacy", ServiceAccount: "default", Protocol: "TCP"},
+		{IP: topo.AddrB, Namespace: "b", Name: "server", ServiceAccount: "y", Protocol: "HBONE", Cert: true},
 	}
-	fullDump := parseDump(t, "ztunnel", caConfigDump(t, sc.CA, dumpWorkloads))
+	caDump := func() ZtunnelDump {
+		b, err := sc.CA.ConfigDump(dumpWorkloads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parseDump(t, "ztunnel", b)
+	}
+	fullDump := caDump()
 	dumpWorkloads[2].Cert = false
-	noServerCert := parseDump(t, "ztunnel", caConfigDump(t, sc.CA, dumpWorkloads))
+	noServerCert := caDump()
 
 	for _, file := range []string{good.afpacket, good.tcpdumpSL} {
 		t.Run("good/"+filepath.Base(file), func(t *testing.T) {
