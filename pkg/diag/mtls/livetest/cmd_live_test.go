@@ -90,10 +90,10 @@ func TestLiveCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start := func(t *testing.T, write string, duration string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	start := func(t *testing.T, write, duration, output string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
 		t.Helper()
 		args := []string{"--kubeconfig", lab.Kubeconfig, "verify-mtls", "-n", e.ns, "--from", "client", "--to", "server",
-			"--duration", duration, "--pods", podsFile, "-o", "json"}
+			"--duration", duration, "--pods", podsFile, "-o", output}
 		if write != "" {
 			args = append(args, "--write", write)
 		}
@@ -122,24 +122,29 @@ func TestLiveCommand(t *testing.T) {
 	}
 	// capture runs the binary for a 6s capture while traffic() runs once
 	// the capture pod is up and tcpdump had time to start.
-	capture := func(t *testing.T, write string, traffic func()) (run, *mtls.Report) {
+	// With output "table" the report is nil and the table is in stdout.
+	capture := func(t *testing.T, write, output string, traffic func()) (run, *mtls.Report) {
 		t.Helper()
-		cmd, stdout, stderr := start(t, write, "6s")
+		cmd, stdout, stderr := start(t, write, "6s", output)
 		waitCapturePod(ctx, t, lab, e.ns)
 		time.Sleep(2 * time.Second)
 		traffic()
 		r := wait(t, cmd, stdout, stderr)
+		waitNoCapturePods(ctx, t, lab, e.ns)
+		if output == "table" {
+			t.Logf("table:\n%s", r.stdout)
+			return r, nil
+		}
 		var rep mtls.Report
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatalf("stdout is not the JSON report: %v\n%s", err, r.stdout)
 		}
-		waitNoCapturePods(ctx, t, lab, e.ns)
 		return r, &rep
 	}
 
 	t.Run("hbone passes", func(t *testing.T) {
 		write := filepath.Join(t.TempDir(), "live.pcap")
-		r, rep := capture(t, write, func() {
+		r, rep := capture(t, write, "json", func() {
 			if err := lab.WritePodLog(e.hboneRound(ctx, t)...); err != nil {
 				t.Fatal(err)
 			}
@@ -185,23 +190,38 @@ func TestLiveCommand(t *testing.T) {
 	})
 
 	t.Run("plaintext fails", func(t *testing.T) {
-		r, rep := capture(t, "", func() {
+		r, _ := capture(t, "", "table", func() {
 			_ = e.hboneRound(ctx, t)
 			e.plaintext(t)
 		})
-		if r.code != 1 || rep.Passed {
-			t.Fatalf("exit %d, passed %v, want 1 and a failure", r.code, rep.Passed)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1", r.code)
 		}
-		if x := e.row(rep, hbone.HTTPPort); x == nil || x.Class != pcap.ClassPlaintext || x.Verdict != mtls.Fail {
-			t.Errorf("plaintext row = %+v", x)
+		// The table as a user reads it: the failing plaintext row first, the
+		// HBONE row with its identities, ztunnel's certificates, the verdict.
+		pair := "a/client -> " + e.ns + "/" + e.server
+		lines := strings.Split(r.stdout, "\n")
+		fields := func(i int) []string {
+			if i < len(lines) {
+				return strings.Fields(lines[i])
+			}
+			return nil
 		}
-		if x := e.row(rep, hbone.Port); x == nil || x.Verdict != mtls.Pass {
-			t.Errorf("HBONE row = %+v", x)
+		if f := fields(1); len(f) < 11 || f[0]+" "+f[1]+" "+f[2] != pair || f[3] != "8081" || f[4] != "plaintext" || f[10] != "FAIL" {
+			t.Errorf("first row %q, want the failing plaintext row of %s", f, pair)
+		}
+		if f := fields(2); len(f) < 11 || f[3] != "15008" || f[4] != "hbone" || f[10] != "PASS" || !strings.HasSuffix(lines[2], "spiffe://cluster.local/ns/a/sa/x -> "+e.ca.SPIFFEID(e.ns, "server")) {
+			t.Errorf("second row %q, want the passing HBONE row with identities", lines[2])
+		}
+		for _, want := range []string{"IDENTITIES", "Certificates held by ztunnel", e.zns + "/" + e.ztunnel, "\nFAIL: plaintext"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("table lacks %q", want)
+			}
 		}
 	})
 
 	t.Run("sigint leaves no capture pod", func(t *testing.T) {
-		cmd, stdout, stderr := start(t, "", "60s")
+		cmd, stdout, stderr := start(t, "", "60s", "json")
 		waitCapturePod(ctx, t, lab, e.ns)
 		time.Sleep(time.Second) // tcpdump streaming over exec
 		began := time.Now()
