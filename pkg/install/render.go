@@ -6,14 +6,14 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 // Render renders a step's manifest the way `helm template` does, without a
@@ -129,37 +129,19 @@ func (in *Installer) checkAccess(ctx context.Context, steps []Step) error {
 			add(access{"create", mp.Resource.Group, mp.Resource.Resource, ns, st.Chart.Metadata.Name})
 		}
 	}
-	var (
-		mu       sync.Mutex
-		missing  []string
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for _, a := range need {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := in.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace,
-				}},
-			}, metav1.CreateOptions{})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			if !r.Status.Allowed {
-				missing = append(missing, a.String())
-			}
-		}()
+	attrs := make([]authorizationv1.ResourceAttributes, len(need))
+	for i, a := range need {
+		attrs[i] = authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace}
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return in.clusterErr(fmt.Errorf("check permissions: %w", firstErr))
+	allowed, err := kube.Allowed(ctx, in.Kube, attrs)
+	if err != nil {
+		return in.clusterErr(fmt.Errorf("check permissions: %w", err))
+	}
+	var missing []string
+	for i, ok := range allowed {
+		if !ok {
+			missing = append(missing, need[i].String())
+		}
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)

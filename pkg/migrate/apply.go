@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 // Step names a point in an enrollment, reported to the observer. Tests
@@ -120,23 +122,8 @@ var ErrForbidden = errors.New("permission denied")
 // that are missing. Namespaced permissions are asked cluster-wide first and
 // per namespace only when that is denied.
 func CheckAccess(ctx context.Context, kc kubernetes.Interface, need []Access) error {
-	var (
-		mu      sync.Mutex
-		missing []string
-		errs    []error
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, 16)
-	)
-	ask := func(a Access) (bool, error) {
-		r, err := kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
-			Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
-				Verb: a.Verb, Group: a.Group, Resource: a.Resource, Subresource: a.Subresource, Namespace: a.Namespace,
-			}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return false, fmt.Errorf("check permission to %s: %w", a, err)
-		}
-		return r.Status.Allowed, nil
+	attr := func(a Access) authv1.ResourceAttributes {
+		return authv1.ResourceAttributes{Verb: a.Verb, Group: a.Group, Resource: a.Resource, Subresource: a.Subresource, Namespace: a.Namespace}
 	}
 	// Group namespaced needs so one cluster-wide question can answer many.
 	type key struct{ Verb, Group, Resource, Subresource string }
@@ -149,43 +136,41 @@ func CheckAccess(ctx context.Context, kc kubernetes.Interface, need []Access) er
 		}
 		perNS[k] = append(perNS[k], a.Namespace)
 	}
-	for _, k := range order {
-		wg.Go(func() {
-			sem <- struct{}{}
-			ok, err := ask(Access{Verb: k.Verb, Group: k.Group, Resource: k.Resource, Subresource: k.Subresource})
-			<-sem
-			if err != nil || ok {
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-				return
-			}
-			for _, ns := range perNS[k] {
-				a := Access{Verb: k.Verb, Group: k.Group, Resource: k.Resource, Subresource: k.Subresource, Namespace: ns}
-				if ns == "" {
-					mu.Lock()
-					missing = append(missing, a.String())
-					mu.Unlock()
-					continue
-				}
-				sem <- struct{}{}
-				ok, err := ask(a)
-				<-sem
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else if !ok {
-					missing = append(missing, a.String())
-				}
-				mu.Unlock()
-			}
-		})
+	wide := make([]authv1.ResourceAttributes, len(order))
+	for i, k := range order {
+		wide[i] = attr(Access{Verb: k.Verb, Group: k.Group, Resource: k.Resource, Subresource: k.Subresource})
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return errs[0]
+	allowed, err := kube.Allowed(ctx, kc, wide)
+	if err != nil {
+		return fmt.Errorf("check permissions: %w", err)
+	}
+	// Denied cluster-wide: ask in each namespace that needs it.
+	var missing []string
+	var narrow []Access
+	for i, k := range order {
+		if allowed[i] {
+			continue
+		}
+		for _, ns := range perNS[k] {
+			a := Access{Verb: k.Verb, Group: k.Group, Resource: k.Resource, Subresource: k.Subresource, Namespace: ns}
+			if ns == "" {
+				missing = append(missing, a.String())
+				continue
+			}
+			narrow = append(narrow, a)
+		}
+	}
+	attrs := make([]authv1.ResourceAttributes, len(narrow))
+	for i, a := range narrow {
+		attrs[i] = attr(a)
+	}
+	if allowed, err = kube.Allowed(ctx, kc, attrs); err != nil {
+		return fmt.Errorf("check permissions: %w", err)
+	}
+	for i, ok := range allowed {
+		if !ok {
+			missing = append(missing, narrow[i].String())
+		}
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)

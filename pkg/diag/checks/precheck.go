@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/check"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/platform"
 )
 
@@ -249,39 +250,21 @@ func (p *prechecker) kubeVersion(ctx context.Context) error {
 // permissions asks the API server, one SelfSubjectAccessReview per kind (in
 // parallel), whether the caller may create it.
 func (p *prechecker) permissions(ctx context.Context) error {
-	type answer struct {
-		perm    Permission
-		allowed bool
-		err     error
-	}
-	answers := make([]answer, len(InstallPermissions))
-	var wg sync.WaitGroup
+	attrs := make([]authv1.ResourceAttributes, len(InstallPermissions))
 	for i, perm := range InstallPermissions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			attr := &authv1.ResourceAttributes{Verb: "create", Group: perm.Group, Resource: perm.Resource}
-			if perm.Namespaced {
-				attr.Namespace = p.c.IstioNamespace
-			}
-			r, err := p.c.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx,
-				&authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attr}}, metav1.CreateOptions{})
-			answers[i] = answer{perm: perm}
-			if err != nil {
-				answers[i].err = err
-				return
-			}
-			answers[i].allowed = r.Status.Allowed
-		}()
-	}
-	wg.Wait()
-	var denied []string
-	for _, a := range answers {
-		if a.err != nil {
-			return fmt.Errorf("ask whether %s may be created: %w", resourceName(a.perm), a.err)
+		attrs[i] = authv1.ResourceAttributes{Verb: "create", Group: perm.Group, Resource: perm.Resource}
+		if perm.Namespaced {
+			attrs[i].Namespace = p.c.IstioNamespace
 		}
-		if !a.allowed {
-			denied = append(denied, resourceName(a.perm))
+	}
+	allowed, err := kube.Allowed(ctx, p.c.Kube, attrs)
+	if err != nil {
+		return fmt.Errorf("ask which install resources may be created: %w", err)
+	}
+	var denied []string
+	for i, ok := range allowed {
+		if !ok {
+			denied = append(denied, resourceName(InstallPermissions[i]))
 		}
 	}
 	if len(denied) > 0 {
