@@ -129,6 +129,7 @@ reported but do not change the exit code.`,
 	cmd.Flags().StringVar(&o.Image, "image", mtls.DefaultCaptureImage, "live: capture pod image (must contain tcpdump and timeout)")
 	cmd.Flags().StringVar(&o.Write, "write", "", "live: keep the captured pcap in this file (mode 0600; one file per node, named FILE-<node>, when several)")
 	cmd.Flags().BoolVar(&o.Cleanup, "cleanup", false, "delete capture pods left behind by interrupted runs (all namespaces), then exit")
+	cmd.AddCommand(NewCmdVerifyMTLSScenario(f, streams))
 	return cmd
 }
 

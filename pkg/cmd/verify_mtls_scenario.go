@@ -1,0 +1,198 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
+)
+
+// VerifyMTLSScenarioOptions holds the flags of `kubectl ambient verify-mtls scenario`.
+type VerifyMTLSScenarioOptions struct {
+	// The scenario's own settings are bound to flags directly.
+	mtls.ScenarioOptions
+	Output  string
+	Cleanup bool
+
+	factory *kube.Factory
+	streams genericiooptions.IOStreams
+}
+
+// NewCmdVerifyMTLSScenario builds `kubectl ambient verify-mtls scenario`.
+func NewCmdVerifyMTLSScenario(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &VerifyMTLSScenarioOptions{
+		ScenarioOptions: mtls.ScenarioOptions{
+			ClientImage: mtls.DefaultScenarioClientImage, ClientCommand: mtls.DefaultScenarioClientCommand,
+			ServerImage: mtls.DefaultScenarioServerImage, CaptureImage: mtls.DefaultCaptureImage, Port: mtls.DefaultScenarioPort,
+			Duration: 15 * time.Second, PodTimeout: 2 * time.Minute,
+		},
+		Output: OutputTable, factory: f, streams: streams,
+	}
+	cmd := &cobra.Command{
+		Use:   "scenario",
+		Short: "Deploy test clients and servers in and out of the mesh, send traffic, and prove the wire both ways",
+		Long: `scenario proves ambient mTLS end to end with workloads of its own. It creates two
+namespaces, ambient-verify-<id> (labelled istio.io/dataplane-mode=ambient) and
+ambient-verify-plain-<id> (not enrolled), each with a server pod and client pods on
+the server's node and on a second node. It waits until the pods run and istio-cni
+has captured the ambient ones (annotation ambient.istio.io/redirection=enabled),
+captures on every involved node as verify-mtls does live, runs the client command
+in every client against every server, and judges each case both ways:
+
+  - ambient -> ambient must be HBONE on port 15008, with no payload on the app port;
+  - a case with an end outside the mesh must reach the app port directly;
+  - not enrolled -> not enrolled is the negative control: it must show plaintext,
+    or the capture cannot see the traffic and the run fails.
+
+With a single schedulable node the cross-node cases are reported as skipped. The
+namespaces, pods and capture pods are deleted at the end, also on Ctrl-C or error,
+unless --keep; --cleanup deletes what interrupted runs left behind (namespaces
+labelled kubectl-ambient.io/scenario).
+
+It needs RBAC to create, list, watch and delete namespaces and pods, create
+pods/exec, and list nodes (docs/rbac.md), and admission of privileged
+host-network capture pods in the namespaces it creates (they are labelled
+pod-security.kubernetes.io/enforce=privileged).
+
+The client command runs with sh -c in the client pods; {target} (server ip:port),
+{host}, {port}, {pod} and {namespace} (the client pod) are replaced. It must exit 0
+when its requests worked. Exit code 0 only when every case matched its expectation.`,
+		Example: `  # Run the scenario with the default images and print the cases
+  kubectl ambient verify-mtls scenario
+
+  # In CI: JSON, a longer capture window, images from a private registry
+  kubectl ambient verify-mtls scenario -o json --duration 30s \
+    --client-image registry.example.com/netshoot:v0.13 \
+    --server-image registry.example.com/agnhost:2.45 \
+    --capture-image registry.example.com/netshoot:v0.13
+
+  # Your own traffic, e.g. more requests per case
+  kubectl ambient verify-mtls scenario --client-command 'for i in $(seq 20); do curl -sf -o /dev/null http://{target}/; done'
+
+  # Keep the namespaces to look around, then remove them
+  kubectl ambient verify-mtls scenario --keep
+  kubectl ambient verify-mtls scenario --cleanup`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			c.SilenceUsage = true
+			return o.Run(c.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	fl.StringVar(&o.ClientImage, "client-image", o.ClientImage, "client pod image (must contain sh and what --client-command runs)")
+	fl.StringVar(&o.ClientCommand, "client-command", o.ClientCommand, "traffic command run with sh -c in each client pod per server; {target}, {host}, {port}, {pod}, {namespace} are replaced")
+	fl.StringVar(&o.ServerImage, "server-image", o.ServerImage, "server pod image; the default serves HTTP on --port (agnhost netexec)")
+	fl.StringVar(&o.ServerCommand, "server-command", "", "command run with sh -c in the server container instead of agnhost netexec; must serve TCP on --port")
+	fl.StringVar(&o.CaptureImage, "capture-image", o.CaptureImage, "capture pod image (must contain tcpdump and timeout)")
+	fl.IntVar(&o.Port, "port", o.Port, "the server's app port")
+	fl.DurationVar(&o.Duration, "duration", o.Duration, "capture window; the traffic is sent inside it")
+	fl.DurationVar(&o.PodTimeout, "pod-timeout", o.PodTimeout, "how long to wait for the scenario pods to run and be captured by istio-cni")
+	fl.BoolVar(&o.Keep, "keep", false, "leave the namespaces and pods in place (delete them later with --cleanup)")
+	fl.BoolVar(&o.Cleanup, "cleanup", false, "delete the namespaces of scenario runs left behind, then exit")
+	return cmd
+}
+
+// Validate checks the flags.
+func (o *VerifyMTLSScenarioOptions) Validate() error {
+	if err := ValidateOutput(o.Output); err != nil {
+		return err
+	}
+	switch {
+	case o.Port < 1 || o.Port > 65535 || o.Port == 15008:
+		return UsageError{fmt.Errorf("--port %d: want 1-65535 and not 15008 (HBONE)", o.Port)}
+	case o.Duration <= 0 || o.PodTimeout <= 0:
+		return UsageError{errors.New("--duration and --pod-timeout must be positive")}
+	case strings.TrimSpace(o.ClientCommand) == "":
+		return UsageError{errors.New("--client-command is empty")}
+	case o.Cleanup && o.Keep:
+		return UsageError{errors.New("--cleanup and --keep contradict each other")}
+	}
+	return nil
+}
+
+// Run runs the scenario (or the cleanup) and prints the cases.
+func (o *VerifyMTLSScenarioOptions) Run(ctx context.Context) error {
+	clients, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	if o.Cleanup {
+		gone, err := mtls.ScenarioCleanup(ctx, clients.Kube)
+		for _, ns := range gone {
+			fmt.Fprintf(o.streams.Out, "deleted namespace %s\n", ns)
+		}
+		if err != nil {
+			return kube.Unreachable(clients.Config.Host, err)
+		}
+		if len(gone) == 0 {
+			fmt.Fprintln(o.streams.Out, "no scenario namespaces left behind")
+		}
+		return nil
+	}
+	so := o.ScenarioOptions
+	so.Progress = o.streams.ErrOut
+	res, err := mtls.Scenario(ctx, clients.Config, clients.Kube, so)
+	if err != nil {
+		return kube.Unreachable(clients.Config.Host, err)
+	}
+	if o.Output != OutputTable {
+		err = PrintStructured(o.streams.Out, o.Output, res)
+	} else {
+		err = printScenarioTable(o.streams.Out, res)
+	}
+	if err != nil {
+		return err
+	}
+	if !res.Passed {
+		return SilentError{Code: ExitFailure}
+	}
+	return nil
+}
+
+func printScenarioTable(w io.Writer, res *mtls.ScenarioResult) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tTO\tPLACEMENT\tEXPECTED\tOBSERVED\tRESULT\tREASON")
+	counts := map[string]int{}
+	for _, c := range res.Cases {
+		counts[c.Result]++
+		expected := "HBONE on 15008"
+		if c.Expected == mtls.ExpectDirect {
+			expected = fmt.Sprintf("direct to %d", res.Port)
+		}
+		if c.NegativeControl {
+			expected += " (negative control)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", endName(c.From, c.FromEnrolled), endName(c.To, c.ToEnrolled),
+			c.Placement, expected, c.Observed, strings.ToUpper(c.Result), c.Reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	result := "PASS: every case matched its expectation"
+	if !res.Passed {
+		result = "FAIL: some cases did not match their expectation"
+	}
+	_, err := fmt.Fprintf(w, "\n%s (%d pass, %d fail, %d skipped; nodes %s)\n", result,
+		counts[mtls.CasePass], counts[mtls.CaseFail], counts[mtls.CaseSkipped], strings.Join(res.Nodes, ", "))
+	return err
+}
+
+func endName(name string, enrolled bool) string {
+	if enrolled {
+		return name + " (ambient)"
+	}
+	return name
+}
