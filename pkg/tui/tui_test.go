@@ -42,6 +42,8 @@ func sample(extra int) *ztunnel.Snapshot {
 			p.Restarts, p.LastRestartAt, p.LastRestartReason = 3, ago(2*time.Minute), "Error"
 			return p
 		}(), Probe: &ztunnel.Probe{Ready: true}, Metrics: metrics, Rates: &ztunnel.Rates{Window: 5 * time.Second, XDSTerminations: 2}},
+		{Node: "node-pending", Ztunnel: pod("node-pending"), Probe: &ztunnel.Probe{Ready: true}, Rates: ok, PendingStuck: 45 * time.Second,
+			Metrics: &ztunnel.Metrics{At: t0, ActiveProxies: 2, PendingProxies: 2}},
 	}
 	for i := 0; i < extra; i++ {
 		name := fmt.Sprintf("node-%05d", i)
@@ -63,7 +65,10 @@ func (f *fakeFetcher) Detail(_ context.Context, node string) (ztunnel.NodeDetail
 	f.calls = append(f.calls, "detail "+node)
 	exp := t0.Add(3 * time.Hour)
 	return ztunnel.NodeDetail{Node: node, Pod: "istio-system/ztunnel-" + node,
-		Workloads:    []ztunnel.Workload{{Name: "web-1", Namespace: "shop", ServiceAccount: "web", Addresses: []string{"10.244.1.5"}, Protocol: "HBONE", Status: "Healthy"}},
+		Workloads: []ztunnel.Workload{
+			{Name: "api-1", Namespace: "shop", ServiceAccount: "api", Addresses: []string{"10.244.1.6"}, Protocol: "HBONE", Status: "Healthy", ProxyState: "Pending"},
+			{Name: "web-1", Namespace: "shop", ServiceAccount: "web", Addresses: []string{"10.244.1.5"}, Protocol: "HBONE", Status: "Healthy", ProxyState: "Up"},
+		},
 		Certificates: []ztunnel.Certificate{{Identity: "spiffe://cluster.local/ns/shop/sa/web", State: "Available", Expiration: &exp}},
 		AccessLog: []ztunnel.AccessLog{{Time: t0.Add(-time.Second), Direction: "inbound", SrcNamespace: "default", SrcWorkload: "sleep",
 			DstNamespace: "shop", DstWorkload: "web-1", Duration: "1ms", BytesSent: "231", BytesReceived: "87", MTLS: true}},
@@ -153,7 +158,7 @@ func TestSickestFirst(t *testing.T) {
 	for _, r := range m.rows {
 		got = append(got, r.State.Symbol()+r.Node)
 	}
-	want := "✗node-failing ✗node-missing ✗node-notready !node-certs !node-restarting ✓node-healthy"
+	want := "✗node-failing ✗node-missing ✗node-notready !node-certs !node-pending !node-restarting ✓node-healthy"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("order %v\nwant  %s", got, want)
 	}
@@ -189,7 +194,7 @@ func TestKeys(t *testing.T) {
 			if m.filtering || len(m.rows) != 1 || m.rows[0].Node != "node-certs" {
 				t.Fatalf("filtering=%v rows=%d", m.filtering, len(m.rows))
 			}
-			if !strings.Contains(screen(m), `filter: "cert" (1 of 6)`) {
+			if !strings.Contains(screen(m), `filter: "cert" (1 of 7)`) {
 				t.Fatalf("filter not shown:\n%s", screen(m))
 			}
 		}},
@@ -198,8 +203,19 @@ func TestKeys(t *testing.T) {
 				t.Fatalf("rows %d", len(m.rows))
 			}
 		}},
+		{"filter finds pending proxies", []string{"/", "d", "r", "a", "i", "n"}, func(t *testing.T, m *Model, _ *fakeFetcher, _ tea.Cmd) {
+			if len(m.rows) != 1 || m.rows[0].Node != "node-pending" || m.rows[0].State != ztunnel.StateWarning {
+				t.Fatalf("rows %+v", m.rows)
+			}
+			if r := m.rows[0].Reasons[0]; r.Code != ztunnel.ReasonPendingProxies || r.Message != "2 pending proxies not draining for 45s" {
+				t.Fatalf("reason %+v", r)
+			}
+			if !strings.Contains(screen(m), "! warning    node-pending  ready") || !strings.Contains(screen(m), "2 pending proxies not draining") {
+				t.Fatalf("reason not shown:\n%s", screen(m))
+			}
+		}},
 		{"filter backspace and esc", []string{"/", "z", "z", "backspace", "esc"}, func(t *testing.T, m *Model, _ *fakeFetcher, _ tea.Cmd) {
-			if m.filter != "" || len(m.rows) != 6 || m.filtering {
+			if m.filter != "" || len(m.rows) != 7 || m.filtering {
 				t.Fatalf("filter %q rows %d", m.filter, len(m.rows))
 			}
 		}},
@@ -241,8 +257,9 @@ func TestKeys(t *testing.T) {
 			if len(f.calls) != 1 || f.calls[0] != "detail node-failing" {
 				t.Fatalf("calls %v", f.calls)
 			}
+			m.Update(tea.WindowSizeMsg{Width: 120, Height: 30})
 			got := screen(m)
-			for _, want := range []string{"WORKLOADS (1)", "CERTIFICATES (1)", "expires in 3h", "RECENT ACCESS LOG (1)", "mTLS", "CONNECT", "ConnectionFailures:"} {
+			for _, want := range []string{"WORKLOADS (2)", "! proxy Pending", "proxy Up", "CERTIFICATES (1)", "expires in 3h", "RECENT ACCESS LOG (1)", "mTLS", "CONNECT", "ConnectionFailures:"} {
 				if want == "CONNECT" {
 					continue
 				}
@@ -351,6 +368,14 @@ func TestGoldenFrames(t *testing.T) {
 	m.Update(key("esc"))
 	m.Update(key("?"))
 	golden(t, "help_120x20", screen(m))
+	// The node whose pending proxies do not drain, with its pending pod.
+	m.Update(key("esc"))
+	for _, k := range []string{"/", "n", "o", "d", "e", "-", "p", "e", "n", "d", "enter"} {
+		m.Update(key(k))
+	}
+	_, cmd = m.Update(key("enter"))
+	run(m, cmd)
+	golden(t, "detail_pending_120x30", screen(m))
 }
 
 func TestColourIsNeverAlone(t *testing.T) {

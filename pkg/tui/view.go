@@ -488,7 +488,7 @@ func (m *Model) detailLines() []string {
 		}
 		add("%s", paintTitle.paint(fmt.Sprintf("WORKLOADS (%d)", len(d.Workloads))))
 		for _, w := range d.Workloads {
-			add("  %-20s %-28s %-14s %-16s %-6s %s", w.Namespace, w.Name, w.ServiceAccount, strings.Join(w.Addresses, ","), w.Protocol, w.Status)
+			add("  %-20s %-28s %-14s %-16s %-6s %-8s %s", w.Namespace, w.Name, w.ServiceAccount, strings.Join(w.Addresses, ","), w.Protocol, w.Status, proxyState(w.ProxyState))
 		}
 		add("")
 		add("%s", paintTitle.paint(fmt.Sprintf("CERTIFICATES (%d)", len(d.Certificates))))
@@ -525,6 +525,19 @@ func (m *Model) detailLines() []string {
 		}
 	}
 	return lines
+}
+
+// proxyState renders ztunnel's in-pod proxy state of a workload; anything
+// but Up (a proxy ztunnel has not started) is marked as a warning.
+func proxyState(st string) string {
+	switch {
+	case st == "":
+		return ""
+	case strings.EqualFold(st, "Up"):
+		return "proxy " + st
+	default:
+		return paintState[ztunnel.StateWarning].paint(ztunnel.StateWarning.Symbol() + " proxy " + st)
+	}
 }
 
 func (m *Model) viewLogs() string {

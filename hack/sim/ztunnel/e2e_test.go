@@ -121,6 +121,7 @@ func TestStatusOnceAgainstScenarios(t *testing.T) {
 		ExpiringCerts:      {"warning", ztunnel.ReasonCertExpiring},
 		FailingConnections: {"unhealthy", ztunnel.ReasonConnFailures},
 		Restarting:         {"warning", ztunnel.ReasonRecentRestart},
+		PendingProxies:     {"warning", ztunnel.ReasonPendingProxies},
 	}
 	for _, n := range snap.Nodes {
 		sc, ok := e.byNode[n.Node]
@@ -147,7 +148,8 @@ func TestStatusOnceAgainstScenarios(t *testing.T) {
 			t.Fatalf("%v: exit %v", args, err)
 		}
 		text := out.String()
-		for _, wantText := range []string{"STATE", "✗ unhealthy  " + e.nodeOf[NoZtunnel], "no ztunnel on node", "ztunnel NotReady (/healthz/ready returned 503)", "✓ healthy"} {
+		for _, wantText := range []string{"STATE", "✗ unhealthy  " + e.nodeOf[NoZtunnel], "no ztunnel on node", "ztunnel NotReady (/healthz/ready returned 503)", "✓ healthy",
+			"! warning    " + e.nodeOf[PendingProxies], "2 pending proxies not draining for "} {
 			if !strings.Contains(text, wantText) {
 				t.Errorf("%v output lacks %q:\n%s", args, wantText, text)
 			}
@@ -226,8 +228,14 @@ func TestTUIInTmux(t *testing.T) {
 	x.run("send-keys", "-t", "amb", "Escape")
 	x.waitScreen(5*time.Second, e.nodeOf[NoZtunnel], e.nodeOf[Healthy])
 
-	// Detail of the healthy node: move to the last row, enter.
-	x.run("send-keys", "-t", "amb", "G", "Enter")
+	// Detail of the healthy node: filter on its name, enter. (Not "the last
+	// row": until its pending proxies outlast the grace, the pending-proxies
+	// node is healthy too and may sort after it.)
+	x.run("send-keys", "-t", "amb", "/")
+	x.run("send-keys", "-t", "amb", "-l", e.nodeOf[Healthy])
+	x.run("send-keys", "-t", "amb", "Enter")
+	x.waitScreen(5*time.Second, fmt.Sprintf("filter: %q (1 of %d)", e.nodeOf[Healthy], len(Scenarios)))
+	x.run("send-keys", "-t", "amb", "Enter")
 	x.waitScreen(15*time.Second, "node "+e.nodeOf[Healthy], "WORKLOADS (2)", "CERTIFICATES (2)", "RECENT ACCESS LOG", "mTLS")
 	// Escape and "?" in one write would read as alt+?; send them apart.
 	x.run("send-keys", "-t", "amb", "Escape")

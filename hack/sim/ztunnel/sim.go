@@ -43,14 +43,21 @@ const (
 	ExpiringCerts      Scenario = "expiring-certs" // workload certificates expire in 3 hours
 	FailingConnections Scenario = "failing"        // most outbound connections fail
 	Restarting         Scenario = "restarting"     // recent restarts; xDS reconnects
+	// PendingProxies: ztunnel never starts the proxies of two pods, so
+	// workload_manager_pending_proxy_count stays at 2 on every scrape and
+	// config_dump's workloadState shows those pods Pending.
+	PendingProxies Scenario = "pending-proxies"
 )
 
 // Scenarios lists every scenario, in a stable order.
-var Scenarios = []Scenario{Healthy, NotReady, NoZtunnel, ExpiringCerts, FailingConnections, Restarting}
+var Scenarios = []Scenario{Healthy, NotReady, NoZtunnel, ExpiringCerts, FailingConnections, Restarting, PendingProxies}
 
 // Workload is one pod the stand-in pretends to serve.
 type Workload struct {
 	Name, Namespace, ServiceAccount, IP string
+	// Pending means ztunnel has not started the pod's proxy: it counts in
+	// the pending gauge, shows state Pending and holds no certificate.
+	Pending bool
 }
 
 // Stand is one node's ztunnel stand-in.
@@ -80,14 +87,33 @@ type certInfo struct {
 }
 
 // New returns a stand-in for node with a few workloads.
+// The PendingProxies scenario adds two pods whose proxies stay pending.
 func New(node string, sc Scenario) *Stand {
-	return &Stand{
+	s := &Stand{
 		Node: node, Scenario: sc, Version: "1.24.1", TrustDomain: "cluster.local", Start: time.Now(),
 		Workloads: []Workload{
 			{Name: "web-" + node, Namespace: "shop", ServiceAccount: "web", IP: "10.244.250.1"},
 			{Name: "db-" + node, Namespace: "shop", ServiceAccount: "db", IP: "10.244.250.2"},
 		},
 	}
+	if sc == PendingProxies {
+		s.Workloads = append(s.Workloads,
+			Workload{Name: "api-" + node, Namespace: "shop", ServiceAccount: "api", IP: "10.244.250.3", Pending: true},
+			Workload{Name: "worker-" + node, Namespace: "shop", ServiceAccount: "worker", IP: "10.244.250.4", Pending: true})
+	}
+	return s
+}
+
+// proxyCounts returns how many workloads have an active and a pending proxy.
+func (s *Stand) proxyCounts() (active, pending int) {
+	for _, w := range s.Workloads {
+		if w.Pending {
+			pending++
+		} else {
+			active++
+		}
+	}
+	return active, pending
 }
 
 func (s *Stand) elapsed() float64 {
@@ -112,13 +138,14 @@ func (s *Stand) Metrics() string {
 		xds = float64(int(t / 2))
 	}
 	closed := opened * 0.9
+	active, pending := s.proxyCounts()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n")
 	fmt.Fprintf(&b, "istio_build{component=\"ztunnel\",tag=%q} 1\n", s.Version)
 	fmt.Fprintf(&b, "# HELP workload_manager_active_proxy_count The total number current workloads with active proxies.\n# TYPE workload_manager_active_proxy_count gauge\n")
-	fmt.Fprintf(&b, "workload_manager_active_proxy_count %d\n", len(s.Workloads))
+	fmt.Fprintf(&b, "workload_manager_active_proxy_count %d\n", active)
 	fmt.Fprintf(&b, "# HELP workload_manager_pending_proxy_count The total number current workloads with pending proxies.\n# TYPE workload_manager_pending_proxy_count gauge\n")
-	fmt.Fprintf(&b, "workload_manager_pending_proxy_count 0\n")
+	fmt.Fprintf(&b, "workload_manager_pending_proxy_count %d\n", pending)
 	src := s.identity("shop", "web")
 	dst := s.identity("shop", "db")
 	labels := fmt.Sprintf(`reporter="source",source_workload="web",source_canonical_service="web",source_workload_namespace="shop",source_principal=%q,destination_workload="db",destination_workload_namespace="shop",destination_principal=%q,destination_service="db.shop.svc.cluster.local",request_protocol="tcp",response_flags="-",connection_security_policy="mutual_tls"`, src, dst)
@@ -163,7 +190,7 @@ func (s *Stand) makeCerts() {
 		seen := map[string]bool{}
 		for i, w := range s.Workloads {
 			id := s.identity(w.Namespace, w.ServiceAccount)
-			if seen[id] {
+			if seen[id] || w.Pending {
 				continue
 			}
 			seen[id] = true
@@ -230,7 +257,11 @@ func (s *Stand) ConfigDump() ([]byte, error) {
 		}
 		list = append(list, wl)
 		byAddr[w.IP] = wl
-		state[uid] = map[string]any{"state": "Up", "info": map[string]string{"name": w.Name, "namespace": w.Namespace, "serviceAccount": w.ServiceAccount},
+		st := "Up"
+		if w.Pending {
+			st = "Pending"
+		}
+		state[uid] = map[string]any{"state": st, "info": map[string]string{"name": w.Name, "namespace": w.Namespace, "serviceAccount": w.ServiceAccount},
 			"connections": map[string]any{"inbound": []any{}, "outbound": []any{}}}
 	}
 	workloads = list

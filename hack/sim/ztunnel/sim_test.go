@@ -161,3 +161,78 @@ func TestAccessLogLines(t *testing.T) {
 		t.Fatal("lines must use ztunnel's tab-separated layout")
 	}
 }
+
+func TestPendingProxiesDoNotDrain(t *testing.T) {
+	s := New("node-e", PendingProxies)
+	base := serve(t, s)
+	th := ztunnel.DefaultThresholds()
+	th.PendingGrace = time.Second
+	var tracker ztunnel.PendingTracker
+	var prev, cur *ztunnel.Metrics
+	var stuck time.Duration
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond)
+		}
+		_, body := get(t, base+"/metrics")
+		m, err := ztunnel.ParseMetrics(body, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.PendingProxies != 2 || m.ActiveProxies != 2 {
+			t.Fatalf("scrape %d: %v pending, %v active proxies; want 2 and 2", i, m.PendingProxies, m.ActiveProxies)
+		}
+		prev, cur = cur, m
+		stuck = tracker.Observe(s.Node, m.PendingProxies, m.At)
+	}
+	h := ztunnel.Evaluate(ztunnel.Observation{Node: s.Node, NodeReady: true, Schedulable: true,
+		Ztunnel: &ztunnel.Pod{Phase: "Running", Ready: true}, Probe: &ztunnel.Probe{Ready: true},
+		Metrics: cur, Rates: ztunnel.ComputeRates(prev, cur), PendingStuck: stuck}, time.Now(), th)
+	if h.State != ztunnel.StateWarning || len(h.Reasons) != 1 || h.Reasons[0].Code != ztunnel.ReasonPendingProxies ||
+		!strings.HasPrefix(h.Summary(), "2 pending proxies not draining for 1s") {
+		t.Fatalf("two scrapes with 2 pending proxies: %s %+v", h.State, h.Reasons)
+	}
+
+	// config_dump: the two pods are Pending in workloadState and hold no certificate.
+	_, body := get(t, base+"/config_dump")
+	var raw struct {
+		WorkloadState map[string]struct {
+			State string `json:"state"`
+		} `json:"workloadState"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	pending := 0
+	for _, st := range raw.WorkloadState {
+		if st.State == "Pending" {
+			pending++
+		}
+	}
+	if len(raw.WorkloadState) != 4 || pending != 2 {
+		t.Fatalf("workloadState %+v", raw.WorkloadState)
+	}
+	d, err := ztunnel.ParseConfigDump(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range d.Workloads {
+		got = append(got, w.Name+"="+w.ProxyState)
+	}
+	want := "api-node-e=Pending db-node-e=Up web-node-e=Up worker-node-e=Pending"
+	if strings.Join(got, " ") != want || len(d.Certificates) != 2 {
+		t.Fatalf("workloads %v (want %s), %d certificates", got, want, len(d.Certificates))
+	}
+
+	// The other scenarios have no pending proxy.
+	for _, sc := range Scenarios {
+		if sc == PendingProxies {
+			continue
+		}
+		m, err := ztunnel.ParseMetrics([]byte(New("n", sc).Metrics()), time.Now())
+		if err != nil || m.PendingProxies != 0 {
+			t.Fatalf("%s: pending %v, %v", sc, m, err)
+		}
+	}
+}

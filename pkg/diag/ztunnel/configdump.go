@@ -17,6 +17,17 @@ type rawDump struct {
 	Workloads    json.RawMessage `json:"workloads"`
 	Services     json.RawMessage `json:"services"`
 	Certificates []rawCert       `json:"certificates"`
+	// WorkloadState is keyed by pod UID; the info names the pod.
+	WorkloadState map[string]rawWorkloadState `json:"workloadState"`
+}
+
+type rawWorkloadState struct {
+	State string `json:"state"`
+	Info  struct {
+		Name           string `json:"name"`
+		Namespace      string `json:"namespace"`
+		ServiceAccount string `json:"serviceAccount"`
+	} `json:"info"`
 }
 
 type rawWorkload struct {
@@ -61,6 +72,7 @@ func ParseConfigDump(body []byte) (*ConfigDump, error) {
 			Addresses: addrs, Protocol: w.Protocol, Status: w.Status,
 		})
 	}
+	joinProxyStates(out, raw.WorkloadState)
 	sort.Slice(out.Workloads, func(i, j int) bool {
 		a, b := out.Workloads[i], out.Workloads[j]
 		if a.Namespace != b.Namespace {
@@ -86,6 +98,29 @@ func ParseConfigDump(body []byte) (*ConfigDump, error) {
 	}
 	sort.Slice(out.Certificates, func(i, j int) bool { return out.Certificates[i].Identity < out.Certificates[j].Identity })
 	return out, nil
+}
+
+// joinProxyStates sets each workload's proxy state (Up, Pending) from
+// workloadState. Its keys are pod UIDs, which the workloads list does not
+// carry, so pods are matched by namespace and name; a pod ztunnel holds a
+// proxy for but has no workload entry of is added, so a pending one is
+// never hidden.
+func joinProxyStates(out *ConfigDump, states map[string]rawWorkloadState) {
+	if len(states) == 0 {
+		return
+	}
+	byPod := make(map[string]int, len(out.Workloads))
+	for i, w := range out.Workloads {
+		byPod[w.Namespace+"/"+w.Name] = i
+	}
+	for _, st := range states {
+		if i, ok := byPod[st.Info.Namespace+"/"+st.Info.Name]; ok {
+			out.Workloads[i].ProxyState = st.State
+			continue
+		}
+		out.Workloads = append(out.Workloads, Workload{Name: st.Info.Name, Namespace: st.Info.Namespace,
+			ServiceAccount: st.Info.ServiceAccount, ProxyState: st.State})
+	}
 }
 
 // decodeList accepts a JSON array or an object keyed by address; for an

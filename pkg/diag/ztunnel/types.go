@@ -188,6 +188,10 @@ type Workload struct {
 	Addresses      []string `json:"addresses,omitempty"`
 	Protocol       string   `json:"protocol,omitempty"`
 	Status         string   `json:"status,omitempty"`
+	// ProxyState is ztunnel's in-pod proxy for the pod (workloadState):
+	// Up, or Pending while ztunnel has not started it; empty for pods on
+	// other nodes.
+	ProxyState string `json:"proxyState,omitempty"`
 }
 
 // ConfigDump is the part of ztunnel's admin /config_dump the tool uses.

@@ -93,6 +93,31 @@ func TestParseConfigDumpBothShapes(t *testing.T) {
 	}
 }
 
+func TestParseConfigDumpProxyStates(t *testing.T) {
+	// workloadState is keyed by pod UID (not the workload uid); pods are
+	// matched by namespace and name, and a pending pod without a workload
+	// entry is still listed.
+	body := `{"workloads": [
+	    {"uid": "cluster1//v1/Pod/shop/web-1", "name": "web-1", "namespace": "shop", "workloadIps": ["10.244.1.5"]},
+	    {"uid": "cluster1//v1/Pod/shop/api-1", "name": "api-1", "namespace": "shop", "workloadIps": ["10.244.1.7"]},
+	    {"uid": "cluster1//v1/Pod/other/db-0", "name": "db-0", "namespace": "other", "node": "node-2"}],
+	  "workloadState": {
+	    "6f1c": {"state": "Up", "info": {"name": "web-1", "namespace": "shop", "serviceAccount": "web"}, "connections": {"inbound": [], "outbound": []}},
+	    "9a2d": {"state": "Pending", "info": {"name": "api-1", "namespace": "shop", "serviceAccount": "api"}},
+	    "b3e4": {"state": "Pending", "info": {"name": "job-7", "namespace": "batch", "serviceAccount": "job"}}}}`
+	d, err := ParseConfigDump([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range d.Workloads {
+		got = append(got, w.Namespace+"/"+w.Name+"="+w.ProxyState)
+	}
+	if want := "batch/job-7=Pending other/db-0= shop/api-1=Pending shop/web-1=Up"; strings.Join(got, " ") != want {
+		t.Fatalf("proxy states %v, want %s", got, want)
+	}
+}
+
 func TestParseAccessLog(t *testing.T) {
 	entries := ParseAccessLog(mustRead(t, "ztunnel.log"))
 	if len(entries) != 2 {

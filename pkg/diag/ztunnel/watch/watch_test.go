@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -21,7 +22,7 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 )
 
-func TestMain(m *testing.M) { labtest.Main(m, labtest.Options{Nodes: 6}) }
+func TestMain(m *testing.M) { labtest.Main(m, labtest.Options{Nodes: len(sim.Scenarios)}) }
 
 // --- pure logic ---
 
@@ -77,7 +78,7 @@ type scenarioLab struct {
 	dep       *sim.Deployment
 }
 
-// deployScenarios puts one scenario on each of the lab's first six nodes,
+// deployScenarios puts one scenario on each of the lab's first nodes,
 // with ztunnel pods in a namespace of the test's own, and application pods
 // on the healthy node.
 func deployScenarios(t *testing.T) *scenarioLab {
@@ -118,8 +119,12 @@ func deployScenarios(t *testing.T) *scenarioLab {
 	return s
 }
 
+// config scrapes every second and lets pending proxies stay 2 s before
+// they count as not draining, so the watcher sees it within a test.
 func (s *scenarioLab) config() Config {
-	return Config{Cluster: "lab", Namespace: s.ztunnelNS, Interval: time.Second, RequestTimeout: 3 * time.Second}
+	th := ztunnel.DefaultThresholds()
+	th.PendingGrace = 2 * time.Second
+	return Config{Cluster: "lab", Namespace: s.ztunnelNS, Interval: time.Second, RequestTimeout: 3 * time.Second, Thresholds: th}
 }
 
 func nodeByName(snap *ztunnel.Snapshot, name string) *ztunnel.NodeHealth {
@@ -143,6 +148,7 @@ var expect = map[sim.Scenario]struct {
 	sim.ExpiringCerts:      {ztunnel.StateWarning, ztunnel.ReasonCertExpiring, "expires in 2h"},
 	sim.FailingConnections: {ztunnel.StateUnhealthy, ztunnel.ReasonConnFailures, "% of attempts)"},
 	sim.Restarting:         {ztunnel.StateWarning, ztunnel.ReasonRecentRestart, "restarted 3 times, last 2m ago, Error"},
+	sim.PendingProxies:     {ztunnel.StateWarning, ztunnel.ReasonPendingProxies, "2 pending proxies not draining for "},
 }
 
 func checkScenarios(t *testing.T, s *scenarioLab, snap *ztunnel.Snapshot) {
@@ -178,6 +184,10 @@ func TestCollectScenarios(t *testing.T) {
 	}
 	if len(h.Certificates) != 2 || h.Ztunnel.Version != "1.24.1" {
 		t.Errorf("healthy node certs %+v ztunnel %+v", h.Certificates, h.Ztunnel)
+	}
+	p := nodeByName(&snap, s.nodeOf[sim.PendingProxies])
+	if p.Metrics == nil || p.Metrics.PendingProxies != 2 || p.Metrics.ActiveProxies != 2 || len(p.Reasons) != 1 || len(p.Certificates) != 2 {
+		t.Errorf("pending-proxies node: metrics %+v reasons %+v certificates %d", p.Metrics, p.Reasons, len(p.Certificates))
 	}
 	r := nodeByName(&snap, s.nodeOf[sim.Restarting])
 	if len(r.Reasons) < 2 || r.Reasons[1].Code != ztunnel.ReasonXDSDisconnects {
@@ -280,7 +290,9 @@ func TestWatcherWatchesAndScrapes(t *testing.T) {
 		}
 		n := nodeByName(u.Snapshot, s.nodeOf[sim.FailingConnections])
 		e := nodeByName(u.Snapshot, s.nodeOf[sim.ExpiringCerts])
-		return n != nil && n.Rates != nil && e != nil && len(e.Certificates) > 0
+		// Pending proxies count only once they stayed through the grace.
+		p := nodeByName(u.Snapshot, s.nodeOf[sim.PendingProxies])
+		return n != nil && n.Rates != nil && e != nil && len(e.Certificates) > 0 && p != nil && p.State == ztunnel.StateWarning
 	})
 	_ = first
 	checkScenarios(t, s, u.Snapshot)
@@ -347,6 +359,18 @@ func TestDetailAndLogs(t *testing.T) {
 	lines, err := w.LogLines(ctx, s.nodeOf[sim.ExpiringCerts], 10)
 	if err != nil || len(lines) == 0 || !strings.Contains(strings.Join(lines, "\n"), "connection complete") {
 		t.Fatalf("log lines %v %v", lines, err)
+	}
+	// The pending pods are in the detail with their proxy state.
+	d, err = w.Detail(ctx, s.nodeOf[sim.PendingProxies])
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, wl := range d.Workloads {
+		states[strings.Split(wl.Name, "-")[0]] = wl.ProxyState
+	}
+	if want := map[string]string{"api": "Pending", "db": "Up", "web": "Up", "worker": "Pending"}; !maps.Equal(states, want) || len(d.Certificates) != 2 {
+		t.Fatalf("pending-proxies detail: proxy states %v (want %v), %d certificates", states, want, len(d.Certificates))
 	}
 	if _, err := w.Detail(ctx, s.nodeOf[sim.NoZtunnel]); err == nil || !strings.Contains(err.Error(), "no ztunnel on node") {
 		t.Fatalf("detail of a node without ztunnel: %v", err)
