@@ -56,3 +56,40 @@ func TestPrintSnapshotYAMLRoundTrips(t *testing.T) {
 		t.Fatalf("round trip %+v", back)
 	}
 }
+
+// The streamed JSON of a snapshot must be byte for byte what encoding it in
+// one piece gives, for scripts that compare outputs.
+func TestPrintSnapshotJSONStreamsTheSameBytes(t *testing.T) {
+	at := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC)
+	exp := at.Add(3 * time.Hour)
+	nodes := []ztunnel.NodeHealth{
+		{Node: "a", State: ztunnel.StateUnhealthy, Reasons: []ztunnel.Reason{{Code: ztunnel.ReasonNoZtunnel, Severity: ztunnel.StateUnhealthy, Message: "no ztunnel on node <&>"}}},
+		{Node: "b", State: ztunnel.StateWarning, NodeReady: true, Schedulable: true, Conditions: []ztunnel.NodeCondition{{Type: "Ready", Status: "True"}},
+			Ztunnel: &ztunnel.Pod{Namespace: "istio-system", Name: "ztunnel-b", Phase: "Running", Ready: true, Created: at},
+			Metrics: &ztunnel.Metrics{At: at, ActiveProxies: 2, PendingProxies: 2}, Rates: &ztunnel.Rates{Window: 5 * time.Second, OpenedPerSec: 1.5},
+			Certificates: []ztunnel.Certificate{{Identity: "spiffe://cluster.local/ns/shop/sa/web", State: "Available", Expiration: &exp}}},
+		{Node: "c", State: ztunnel.StateHealthy},
+	}
+	for _, tt := range []struct {
+		name string
+		snap ztunnel.Snapshot
+	}{
+		{"nodes", ztunnel.NewSnapshot("lab", "1.24.1", at, nodes)},
+		{"one node, no version", ztunnel.NewSnapshot("lab", "", at, nodes[:1])},
+		{"no nodes", ztunnel.NewSnapshot("lab", "1.24.1", at, []ztunnel.NodeHealth{})},
+		{"nil nodes", ztunnel.NewSnapshot("lab", "1.24.1", at, nil)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var whole, streamed bytes.Buffer
+			if err := PrintStructured(&whole, OutputJSON, &tt.snap); err != nil {
+				t.Fatal(err)
+			}
+			if err := PrintSnapshot(&streamed, OutputJSON, &tt.snap); err != nil {
+				t.Fatal(err)
+			}
+			if whole.String() != streamed.String() {
+				t.Fatalf("streamed JSON differs\n--- streamed\n%s\n--- whole\n%s", streamed.String(), whole.String())
+			}
+		})
+	}
+}

@@ -34,6 +34,11 @@ const (
 	DefaultZtunnelSelector  = "app=ztunnel"
 	DefaultInterval         = 5 * time.Second
 	DefaultConcurrency      = 32
+	// DefaultAdminConcurrency bounds config_dump reads in flight. Each may
+	// be a port-forward (a TLS connection and a SPDY session with its own
+	// header compressor, about a megabyte); 32 at once made most of the
+	// heap of `status --once` at 5,000 nodes.
+	DefaultAdminConcurrency = 8
 	DefaultRequestTimeout   = 4 * time.Second
 	DefaultCertInterval     = 5 * time.Minute
 )
@@ -49,6 +54,8 @@ type Config struct {
 	Interval time.Duration
 	// Concurrency bounds the proxy requests in flight across all pods.
 	Concurrency int
+	// AdminConcurrency bounds the config_dump reads in flight (within Concurrency).
+	AdminConcurrency int
 	// RequestTimeout bounds one proxy request.
 	RequestTimeout time.Duration
 	// CertInterval is how often each ztunnel's certificates are read from its
@@ -74,6 +81,9 @@ func (c *Config) defaults() {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
+	}
+	if c.AdminConcurrency <= 0 {
+		c.AdminConcurrency = min(DefaultAdminConcurrency, c.Concurrency)
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
@@ -121,6 +131,7 @@ type Watcher struct {
 	errAt    time.Time
 	dirty    bool
 	sem      chan struct{}
+	adminSem chan struct{}
 	inflight sync.WaitGroup
 	// Requests counts proxy requests sent (for the benchmark note).
 	requests int64
@@ -133,7 +144,7 @@ func New(client kubernetes.Interface, cfg Config) *Watcher {
 		cfg.Admin = ProxyAdmin{Client: client}
 	}
 	w := &Watcher{client: client, cfg: cfg, updates: make(chan Update, 1), scrape: map[string]*scrapeState{},
-		sem: make(chan struct{}, cfg.Concurrency)}
+		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency)}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	w.nodes = f.Core().V1().Nodes().Informer()
 	w.pods = f.Core().V1().Pods().Informer()
@@ -351,13 +362,38 @@ func (w *Watcher) scrapeRound(ctx context.Context) {
 	w.mu.Unlock()
 	// A small pool per round, not a goroutine per pod: 5,000 parked
 	// goroutines would cost more memory than the model itself. The shared
-	// semaphore bounds requests across overlapping rounds.
+	// semaphore bounds requests across overlapping rounds. Config_dump reads
+	// (maybe port-forwards) go to a smaller pool of their own after the
+	// pod's readiness and metrics, so they neither stall the scrapes of
+	// other pods nor pile up in memory.
 	w.inflight.Add(len(jobs))
 	queue := make(chan scrapeJob)
+	certJobs := make(chan scrapeJob, len(jobs))
+	wantCerts := 0
+	for _, j := range jobs {
+		if j.certs {
+			wantCerts++
+		}
+	}
+	var scrapers sync.WaitGroup
 	for i := 0; i < min(w.cfg.Concurrency, len(jobs)); i++ {
+		scrapers.Add(1)
 		go func() {
+			defer scrapers.Done()
 			for j := range queue {
-				w.scrapePod(ctx, j.ns, j.name, j.node, j.certs)
+				if w.scrapePod(ctx, j) {
+					certJobs <- j
+				} else {
+					w.finish(j)
+				}
+			}
+		}()
+	}
+	for i := 0; i < min(w.cfg.AdminConcurrency, wantCerts); i++ {
+		go func() {
+			for j := range certJobs {
+				w.readCerts(ctx, j)
+				w.finish(j)
 			}
 		}()
 	}
@@ -366,6 +402,8 @@ func (w *Watcher) scrapeRound(ctx context.Context) {
 			queue <- j
 		}
 		close(queue)
+		scrapers.Wait()
+		close(certJobs)
 	}()
 }
 
@@ -373,6 +411,8 @@ type scrapeJob struct {
 	ns, name, node string
 	certs          bool
 }
+
+func (j scrapeJob) key() string { return j.ns + "/" + j.name }
 
 func (w *Watcher) acquire(ctx context.Context) bool {
 	select {
@@ -385,45 +425,32 @@ func (w *Watcher) acquire(ctx context.Context) bool {
 
 func (w *Watcher) release() { <-w.sem }
 
-// scrapePod reads readiness and metrics (and, when due, certificates) of
-// one ztunnel, one request at a time.
-func (w *Watcher) scrapePod(ctx context.Context, ns, name, node string, wantCerts bool) {
-	k := ns + "/" + name
-	defer w.inflight.Done()
-	defer func() {
-		w.mu.Lock()
-		if st := w.scrape[k]; st != nil {
-			st.inflight = false
-		}
-		w.dirty = true
-		w.mu.Unlock()
-	}()
+// finish ends a pod's job: the next round may scrape it again.
+func (w *Watcher) finish(j scrapeJob) {
+	w.mu.Lock()
+	if st := w.scrape[j.key()]; st != nil {
+		st.inflight = false
+	}
+	w.dirty = true
+	w.mu.Unlock()
+	w.inflight.Done()
+}
+
+// scrapePod reads readiness and metrics of one ztunnel, one request at a
+// time, and reports whether its certificates should be read next.
+func (w *Watcher) scrapePod(ctx context.Context, j scrapeJob) bool {
 	if !w.acquire(ctx) {
-		return
+		return false
 	}
-	probe := Probe(ctx, w.client, ns, name, w.cfg.RequestTimeout)
-	m, merr := Scrape(ctx, w.client, ns, name, w.cfg.RequestTimeout, w.cfg.Now)
-	if merr != nil && probe.Error != "" {
-		// The pod does not answer at all: a config_dump read (maybe a
-		// port-forward) would only fail slower. Try again next round.
-		wantCerts = false
-	}
-	var certs []ztunnel.Certificate
-	var certErr error
-	if wantCerts {
-		var dump *ztunnel.ConfigDump
-		dump, certErr = w.cfg.Admin.ConfigDump(ctx, ns, name)
-		if dump != nil {
-			certs = dump.Certificates
-		}
-	}
+	probe := Probe(ctx, w.client, j.ns, j.name, w.cfg.RequestTimeout)
+	m, merr := Scrape(ctx, w.client, j.ns, j.name, w.cfg.RequestTimeout, w.cfg.Now)
 	w.release()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.requests += 2
-	st := w.scrape[k]
+	st := w.scrape[j.key()]
 	if st == nil {
-		return
+		return false
 	}
 	st.probe = &probe
 	if merr != nil {
@@ -431,15 +458,42 @@ func (w *Watcher) scrapePod(ctx context.Context, ns, name, node string, wantCert
 	} else {
 		st.scrapeErr = ""
 		st.prev, st.last = st.last, m
-		st.stuck = w.pending.Observe(node, m.PendingProxies, m.At)
+		st.stuck = w.pending.Observe(j.node, m.PendingProxies, m.At)
 	}
-	if wantCerts {
-		w.requests++
-		st.certsLoaded, st.certsAt = true, w.cfg.Now()
-		st.certs, st.certErr = certs, ""
-		if certErr != nil {
-			st.certErr = certErr.Error()
-		}
+	// When the pod does not answer at all, a config_dump read (maybe a
+	// port-forward) would only fail slower. Try again next round.
+	answered := merr == nil || probe.Error == ""
+	return j.certs && answered && ctx.Err() == nil
+}
+
+// readCerts reads one ztunnel's certificates from its config_dump. At most
+// AdminConcurrency reads run at once, each also holding a request slot.
+func (w *Watcher) readCerts(ctx context.Context, j scrapeJob) {
+	select {
+	case w.adminSem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-w.adminSem }()
+	if !w.acquire(ctx) {
+		return
+	}
+	dump, err := w.cfg.Admin.ConfigDump(ctx, j.ns, j.name)
+	w.release()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.requests++
+	st := w.scrape[j.key()]
+	if st == nil {
+		return
+	}
+	st.certsLoaded, st.certsAt = true, w.cfg.Now()
+	st.certs, st.certErr = nil, ""
+	if dump != nil {
+		st.certs = dump.Certificates
+	}
+	if err != nil {
+		st.certErr = err.Error()
 	}
 }
 
