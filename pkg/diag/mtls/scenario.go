@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 // ScenarioLabel marks the namespaces and pods a scenario run creates; its
@@ -150,6 +152,10 @@ func Scenario(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o 
 	mesh, plain := "ambient-verify-"+o.Suffix, "ambient-verify-plain-"+o.Suffix
 	res = &ScenarioResult{Namespaces: []string{mesh, plain}, Port: o.Port, Kept: o.Keep}
 
+	// Refuse before the first write, naming every missing permission.
+	if err := checkScenarioAccess(ctx, kc, mesh, plain); err != nil {
+		return nil, err
+	}
 	nodes, err := schedulableNodes(ctx, kc)
 	if err != nil {
 		return nil, err
@@ -234,6 +240,46 @@ func (o *ScenarioOptions) defaults() {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+}
+
+// checkScenarioAccess asks the API server (SelfSubjectAccessReview) for
+// each permission the scenario needs; when the reviews themselves cannot be
+// made, the run goes on and a refusal is explained where it happens.
+func checkScenarioAccess(ctx context.Context, kc kubernetes.Interface, namespaces ...string) error {
+	attrs := []authv1.ResourceAttributes{
+		{Verb: "list", Resource: "nodes"},
+		{Verb: "create", Resource: "namespaces"},
+		{Verb: "delete", Resource: "namespaces"},
+	}
+	for _, ns := range namespaces {
+		for _, verb := range []string{"create", "delete", "list", "watch"} {
+			attrs = append(attrs, authv1.ResourceAttributes{Namespace: ns, Verb: verb, Resource: "pods"})
+		}
+		attrs = append(attrs, authv1.ResourceAttributes{Namespace: ns, Verb: "create", Resource: "pods", Subresource: "exec"})
+	}
+	allowed, err := kube.Allowed(ctx, kc, attrs)
+	if err != nil {
+		// The review is advice: the writes explain a refusal themselves.
+		return nil
+	}
+	var missing []string
+	for i, a := range attrs {
+		if allowed[i] {
+			continue
+		}
+		what := "cannot " + a.Verb + " " + a.Resource
+		if a.Subresource != "" {
+			what += "/" + a.Subresource
+		}
+		if a.Namespace != "" {
+			what += " in namespace " + a.Namespace
+		}
+		missing = append(missing, what)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("verify-mtls scenario refused before changing anything: %s; grant the role in docs/rbac.md (verify-mtls scenario)", strings.Join(missing, ", "))
 }
 
 // schedulableNodes returns the Ready nodes that take ordinary pods, sorted.

@@ -6,9 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
@@ -189,5 +192,21 @@ func TestSchedulableNodesAndCleanup(t *testing.T) {
 	}
 	if _, err := schedulableNodes(ctx, fake.NewClientset(node("down", false, nil))); err == nil || !strings.Contains(err.Error(), "no ready, schedulable node") {
 		t.Errorf("no nodes: %v", err)
+	}
+}
+
+func TestCheckScenarioAccess(t *testing.T) {
+	kc := fake.NewClientset()
+	kc.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview)
+		ra := r.Spec.ResourceAttributes
+		deniedExec := ra.Subresource == "exec" && ra.Namespace == "p"
+		deniedDelete := ra.Resource == "namespaces" && ra.Verb == "delete"
+		r.Status.Allowed = !deniedExec && !deniedDelete
+		return true, r, nil
+	})
+	err := checkScenarioAccess(context.Background(), kc, "m", "p")
+	if err == nil || err.Error() != "verify-mtls scenario refused before changing anything: cannot delete namespaces, cannot create pods/exec in namespace p; grant the role in docs/rbac.md (verify-mtls scenario)" {
+		t.Errorf("got %v", err)
 	}
 }

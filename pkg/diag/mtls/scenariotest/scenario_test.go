@@ -38,6 +38,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/hbone"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
@@ -273,6 +274,41 @@ func TestScenarioPasses(t *testing.T) {
 	e.assertGone(t, res.Namespaces)
 }
 
+func TestScenarioOneNode(t *testing.T) {
+	e := setup(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Cordon every node but the first: the cross-node cases cannot be placed.
+	kc := e.lab.Clients.Kube
+	for _, n := range e.lab.Nodes[1:] {
+		if _, err := kc.CoreV1().Nodes().Patch(ctx, n, types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = kc.CoreV1().Nodes().Patch(context.Background(), n, types.MergePatchType, []byte(`{"spec":{"unschedulable":false}}`), metav1.PatchOptions{})
+		})
+	}
+	out, stderr, err := e.run(ctx, "-o", "yaml", "--duration", "6s", "--pod-timeout", "60s", "--client-command", e.clientCommand(""))
+	if err != nil {
+		t.Fatalf("scenario: %v\n%s\n%s", err, out, stderr)
+	}
+	var res mtls.ScenarioResult
+	if err := yaml.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("parse yaml: %v\n%s", err, out)
+	}
+	count := map[string]int{}
+	for _, c := range res.Cases {
+		count[c.Result+" "+c.Placement]++
+		if c.Result == mtls.CaseSkipped && !strings.Contains(c.Reason, "only one ready, schedulable node") {
+			t.Errorf("skipped without the reason: %+v", c)
+		}
+	}
+	if !res.Passed || len(res.Nodes) != 1 || count["pass same-node"] != 4 || count["skipped cross-node"] != 4 {
+		t.Errorf("passed=%v nodes=%v cases=%v\n%s", res.Passed, res.Nodes, count, out)
+	}
+	e.assertGone(t, res.Namespaces)
+}
+
 func TestScenarioBrokenDataplaneFails(t *testing.T) {
 	e := setup(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -382,6 +418,25 @@ func TestScenarioKeepThenCleanup(t *testing.T) {
 	e.assertGone(t, names)
 	if out, _, err := e.run(ctx, "--cleanup"); err != nil || !strings.Contains(out, "no scenario namespaces left behind") {
 		t.Errorf("second --cleanup: %v %q", err, out)
+	}
+}
+
+func TestScenarioRefusedWithoutRBAC(t *testing.T) {
+	e := setup(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The lab's restricted user may only read namespaces and pods.
+	streams, _, out, _ := genericiooptions.NewTestIOStreams()
+	root := cmd.NewRootCmd(streams)
+	root.SetArgs([]string{"verify-mtls", "scenario", "--kubeconfig", e.lab.RestrictedKubeconfig})
+	err := root.ExecuteContext(ctx)
+	for _, want := range []string{"refused before changing anything", "cannot list nodes", "cannot create namespaces", "cannot create pods/exec in namespace ambient-verify-", "docs/rbac.md"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q\n%s", err, want, out)
+		}
+	}
+	if left := e.scenarioNamespaces(t); len(left) != 0 {
+		t.Errorf("a refused run created namespaces %v", left)
 	}
 }
 
