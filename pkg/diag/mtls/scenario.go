@@ -156,6 +156,13 @@ func Scenario(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o 
 	if err := checkScenarioAccess(ctx, kc, mesh, plain); err != nil {
 		return nil, err
 	}
+	if old, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: ScenarioLabel}); err == nil && len(old.Items) > 0 {
+		names := make([]string, 0, len(old.Items))
+		for _, n := range old.Items {
+			names = append(names, n.Name)
+		}
+		fmt.Fprintf(progress, "warning: namespaces of earlier scenario runs are still there (%s); remove them with kubectl ambient verify-mtls scenario --cleanup\n", strings.Join(names, ", "))
+	}
 	nodes, err := schedulableNodes(ctx, kc)
 	if err != nil {
 		return nil, err

@@ -410,6 +410,10 @@ func TestScenarioKeepThenCleanup(t *testing.T) {
 	if err != nil || len(nss.Items) != 2 {
 		t.Fatalf("kept namespaces: %v %v", nss, err)
 	}
+	// A later run points at the leftovers.
+	if _, stderr, _ := e.run(ctx, "--pod-timeout", "1s"); !strings.Contains(stderr, "namespaces of earlier scenario runs are still there ("+nss.Items[0].Name) {
+		t.Errorf("a later run does not warn about the kept namespaces:\n%s", stderr)
+	}
 	out, _, err := e.run(ctx, "--cleanup")
 	if err != nil {
 		t.Fatal(err)
