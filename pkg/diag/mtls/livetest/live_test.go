@@ -8,7 +8,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,23 +26,7 @@ func TestMain(m *testing.M) { labtest.Main(m, labtest.Options{Nodes: 2}) }
 
 func requireCapture(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root (tcpdump and the lab's pod network)")
-	}
-	for _, tool := range []string{"tcpdump", "timeout"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "live capture test needs: " + strings.Join(missing, ", ")
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	labtest.RequireRootTools(t, "live capture test (tcpdump and the lab's pod network)", "tcpdump", "timeout")
 }
 
 func TestLiveCapture(t *testing.T) {
