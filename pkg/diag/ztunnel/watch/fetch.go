@@ -12,7 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
@@ -31,7 +33,30 @@ const (
 func proxyGet(ctx context.Context, c kubernetes.Interface, ns, pod, port, path string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return c.CoreV1().Pods(ns).ProxyGet("http", pod, port, path, nil).DoRaw(ctx)
+	body, err := c.CoreV1().Pods(ns).ProxyGet("http", pod, port, path, nil).DoRaw(ctx)
+	if err != nil {
+		return nil, proxyError(err, body)
+	}
+	return body, nil
+}
+
+// proxyError recovers the API server's own Status when the proxy itself
+// failed (it could not dial the pod, say). client-go does not decode that
+// Status for a proxy subresource, least of all in protobuf, so the error
+// would only read "the server is currently unable to handle the request";
+// the Status says "error trying to reach service: dial tcp ...".
+func proxyError(err error, body []byte) error {
+	if len(body) == 0 {
+		return err
+	}
+	obj, _, derr := scheme.Codecs.UniversalDeserializer().Decode(body, nil, nil)
+	if derr != nil {
+		return err
+	}
+	if st, ok := obj.(*metav1.Status); ok && st.Status == metav1.StatusFailure && st.Message != "" {
+		return &apierrors.StatusError{ErrStatus: *st}
+	}
+	return err
 }
 
 // Probe asks ztunnel's readiness endpoint (:15021/healthz/ready).

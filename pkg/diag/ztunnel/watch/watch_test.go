@@ -526,3 +526,30 @@ func TestPortForwardAdmin(t *testing.T) {
 		t.Fatalf("dump through the port-forward: %+v", dump)
 	}
 }
+
+// TestUnreachableZtunnelIsNamed: a ztunnel pod that answers nothing (no
+// process listening) is reported as unreachable with the API server's dial
+// error, not as "returned 503", and its config_dump is not tried.
+func TestUnreachableZtunnelIsNamed(t *testing.T) {
+	lab := labtest.Get(t)
+	ns := lab.Namespace(t, nil)
+	lab.RunPod(t, ns, "ztunnel-silent", lab.Nodes[0], map[string]string{"app": "ztunnel"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := Config{Cluster: "lab", Namespace: ns, Interval: time.Second, RequestTimeout: 3 * time.Second, Thresholds: ztunnel.DefaultThresholds()}
+	snap, err := Collect(ctx, lab.Clients.Kube, cfg, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := nodeByName(&snap, lab.Nodes[0])
+	if n == nil {
+		t.Fatalf("%s missing from the snapshot", lab.Nodes[0])
+	}
+	want := "ztunnel NotReady (/healthz/ready unreachable: connection refused)"
+	if n.State != ztunnel.StateUnhealthy || !strings.Contains(n.Summary(), want) {
+		t.Fatalf("%s: %s %q, want unhealthy with %q", n.Node, n.State, n.Summary(), want)
+	}
+	if n.CertError != "" || len(n.Certificates) != 0 {
+		t.Errorf("config_dump of an unreachable ztunnel was tried: certs %v, error %q", n.Certificates, n.CertError)
+	}
+}
