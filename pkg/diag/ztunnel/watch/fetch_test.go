@@ -27,10 +27,10 @@ func TestProxyErrorRecoversTheStatus(t *testing.T) {
 		t.Fatalf("JSON Status: got %v", err)
 	}
 	notReady := apierrors.NewGenericServerResponse(503, "get", schema.GroupResource{Resource: "pods"}, "http:zt:15021", "not ready", 0, true)
-	if err := proxyError(notReady, []byte("not ready")); err != notReady {
+	if err := proxyError(notReady, []byte("not ready")); !errors.Is(err, notReady) {
 		t.Fatalf("ztunnel's own 503 changed: %v", err)
 	}
-	if err := proxyError(generic, nil); err != generic {
+	if err := proxyError(generic, nil); !errors.Is(err, generic) {
 		t.Fatalf("no body: %v", err)
 	}
 }
