@@ -119,20 +119,47 @@ func (k *flowKey) hash() uint64 {
 }
 
 // canonicalKey orders the two endpoints, lower (address, port) first, and
-// says whether the source was the higher one (dir 1). It has no branches:
-// packets of a flow alternate directions, so a branch on the order would
-// be mispredicted about every other packet.
-func canonicalKey(s0, s1, d0, d1 uint64, sp, dp uint16) (flowKey, int) {
+// says whether the source was the higher one (dir 1). It has no branches
+// on the order: packets of a flow alternate directions, so such a branch
+// would be mispredicted about every other packet. v4 says both addresses
+// are IPv4 (s0 and d0 zero, s1 and d1 below 2^48), which one subtraction
+// orders. tcpPacket uses its inlinable parts directly.
+func canonicalKey(s0, s1, d0, d1 uint64, sp, dp uint16, v4 bool) (flowKey, int) {
+	var swap uint64
+	if v4 {
+		swap = endpointSwapV4(s1, d1, sp, dp)
+	} else {
+		swap = endpointSwap(s0, s1, d0, d1, sp, dp)
+	}
+	var k flowKey
+	k.fill(s0, s1, d0, d1, sp, dp, swap)
+	return k, int(swap)
+}
+
+// endpointSwap is 1 when the source (s0, s1, sp) sorts after the
+// destination, else 0, computed from borrows.
+func endpointSwap(s0, s1, d0, d1 uint64, sp, dp uint16) uint64 {
 	_, lt0 := bits.Sub64(s0, d0, 0) // 1 when s0 < d0
 	_, gt0 := bits.Sub64(d0, s0, 0) // 1 when s0 > d0
 	_, lt1 := bits.Sub64(s1, d1, 0)
 	_, gt1 := bits.Sub64(d1, s1, 0)
 	_, gtp := bits.Sub64(uint64(dp), uint64(sp), 0)
 	// The source is higher when it is on the first differing field.
-	swap := gt0 | (1^lt0^gt0)&(gt1|(1^lt1^gt1)&gtp)
+	return gt0 | (1^lt0^gt0)&(gt1|(1^lt1^gt1)&gtp)
+}
+
+// endpointSwapV4 is endpointSwap for IPv4 endpoints: an IPv4-mapped low
+// half is below 2^48, so address and port pack into one word.
+func endpointSwapV4(s1, d1 uint64, sp, dp uint16) uint64 {
+	_, gt := bits.Sub64(d1<<16|uint64(dp), s1<<16|uint64(sp), 0)
+	return gt
+}
+
+// fill sets k to the endpoints, swapped when swap is 1.
+func (k *flowKey) fill(s0, s1, d0, d1 uint64, sp, dp uint16, swap uint64) {
 	m := -swap // all ones to swap
 	x0, x1, xp := (s0^d0)&m, (s1^d1)&m, (sp^dp)&uint16(m)
-	return flowKey{a0: s0 ^ x0, a1: s1 ^ x1, b0: d0 ^ x0, b1: d1 ^ x1, pa: sp ^ xp, pb: dp ^ xp}, int(swap)
+	k.a0, k.a1, k.b0, k.b1, k.pa, k.pb = s0^x0, s1^x1, d0^x0, d1^x1, sp^xp, dp^xp
 }
 
 // eq compares two keys field by field (inlined; the compiler's struct
@@ -514,7 +541,15 @@ func (d *Decoder) tcpPacket(ts int64, length int) {
 		}
 	}
 
-	key, dir := canonicalKey(s0, s1, d0, d1, t.sp, t.dp)
+	var swap uint64
+	if isV4 {
+		swap = endpointSwapV4(s1, d1, t.sp, t.dp)
+	} else {
+		swap = endpointSwap(s0, s1, d0, d1, t.sp, t.dp)
+	}
+	var key flowKey
+	key.fill(s0, s1, d0, d1, t.sp, t.dp, swap)
+	dir := int(swap)
 	f := d.last
 	if f == nil || !f.key.eq(&key) {
 		h := key.hash()

@@ -267,7 +267,7 @@ func TestCanonicalKey(t *testing.T) {
 		}
 		return uint16(rng.Uint32())
 	}
-	swaps := 0
+	swaps, swaps4 := 0, 0
 	for i := 0; i < 200000; i++ {
 		s0, s1, d0, d1, sp, dp := pick(), pick(), pick(), pick(), port(), port()
 		switch rng.IntN(4) { // equal high halves (IPv4) and equal addresses are common
@@ -276,14 +276,25 @@ func TestCanonicalKey(t *testing.T) {
 		case 1:
 			d0, d1 = s0, s1
 		}
-		gk, gd := canonicalKey(s0, s1, d0, d1, sp, dp)
+		gk, gd := canonicalKey(s0, s1, d0, d1, sp, dp, false)
 		wk, wd := plain(s0, s1, d0, d1, sp, dp)
 		if gk != wk || gd != wd {
 			t.Fatalf("canonicalKey(%x,%x,%x,%x,%d,%d) = %+v,%d; want %+v,%d", s0, s1, d0, d1, sp, dp, gk, gd, wk, wd)
 		}
 		swaps += gd
+		// The same endpoints as IPv4-mapped addresses, through the IPv4 order.
+		v4s, v4d := 0xffff<<32|s1&0xffffffff, 0xffff<<32|d1&0xffffffff
+		if rng.IntN(4) == 0 {
+			v4d = v4s
+		}
+		gk, gd = canonicalKey(0, v4s, 0, v4d, sp, dp, true)
+		wk, wd = plain(0, v4s, 0, v4d, sp, dp)
+		if gk != wk || gd != wd {
+			t.Fatalf("IPv4 canonicalKey(%x,%x,%d,%d) = %+v,%d; want %+v,%d", v4s, v4d, sp, dp, gk, gd, wk, wd)
+		}
+		swaps4 += gd
 	}
-	if swaps < 50000 || swaps > 150000 {
-		t.Fatalf("%d swaps in 200000: inputs not varied enough", swaps)
+	if swaps < 50000 || swaps > 150000 || swaps4 < 50000 || swaps4 > 150000 {
+		t.Fatalf("%d and %d (IPv4) swaps in 200000: inputs not varied enough", swaps, swaps4)
 	}
 }

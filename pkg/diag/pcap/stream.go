@@ -122,7 +122,9 @@ func (h *half) segment(seq uint32, data []byte, missing int) {
 	}
 	h.consume(data, missing)
 	h.next = seq + uint32(len(data)+missing)
-	h.drainStash()
+	if len(h.stash) > 0 {
+		h.drainStash()
+	}
 }
 
 // drainStash processes stashed segments that the stream has reached.
@@ -268,30 +270,22 @@ var httpPrefixes = []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTION
 func (h *half) walk(b []byte) {
 	for len(b) > 0 {
 		if h.bodyLeft == 0 {
-			n := copy(h.hdr[h.hdrN:], b)
-			h.hdrN += uint8(n)
-			b = b[n:]
-			if h.hdrN < 5 {
-				return
-			}
-			h.hdrN = 0
-			typ := h.hdr[0]
-			ln := int(binary.BigEndian.Uint16(h.hdr[3:5]))
-			if typ < recChangeCipherSpec || typ > recHeartbeat || h.hdr[1] != 3 || ln > maxRecordLen {
-				h.badRecord = true
-				h.lost = true
-				return
-			}
-			h.records[typ-recChangeCipherSpec]++
-			h.curType = typ
-			h.bodyLeft = ln
-			switch typ {
-			case recChangeCipherSpec:
-				h.ccs = true
-			case recHandshake:
-				if h.hsDone {
-					h.lateHS++
+			var hdr []byte
+			if h.hdrN == 0 && len(b) >= 5 {
+				// The whole header is in this segment: read it in place.
+				hdr, b = b[:5], b[5:]
+			} else {
+				n := copy(h.hdr[h.hdrN:], b)
+				h.hdrN += uint8(n)
+				b = b[n:]
+				if h.hdrN < 5 {
+					return
 				}
+				h.hdrN = 0
+				hdr = h.hdr[:]
+			}
+			if !h.record(hdr[0], hdr[1], int(binary.BigEndian.Uint16(hdr[3:5]))) {
+				return
 			}
 			continue
 		}
@@ -302,6 +296,28 @@ func (h *half) walk(b []byte) {
 		h.bodyLeft -= n
 		b = b[n:]
 	}
+}
+
+// record starts a TLS record of type typ, major version major and length
+// ln; false when the header is not TLS (the walk stops).
+func (h *half) record(typ, major byte, ln int) bool {
+	if typ < recChangeCipherSpec || typ > recHeartbeat || major != 3 || ln > maxRecordLen {
+		h.badRecord = true
+		h.lost = true
+		return false
+	}
+	h.records[typ-recChangeCipherSpec]++
+	h.curType = typ
+	h.bodyLeft = ln
+	switch typ {
+	case recChangeCipherSpec:
+		h.ccs = true
+	case recHandshake:
+		if h.hsDone {
+			h.lateHS++
+		}
+	}
+	return true
 }
 
 // skip accounts for n stream bytes that were not captured.
