@@ -60,8 +60,8 @@ labelled kubectl-ambient.io/scenario).
 
 It needs RBAC to create, list, watch and delete namespaces and pods, create
 pods/exec, and list nodes (docs/rbac.md), and admission of privileged
-host-network capture pods in the namespaces it creates (they are labelled
-pod-security.kubernetes.io/enforce=privileged).
+host-network capture pods (one per node) in the ambient namespace it creates (it
+is labelled pod-security.kubernetes.io/enforce=privileged).
 
 The client command runs with sh -c in the client pods; {target} (server ip:port),
 {host}, {port}, {pod} and {namespace} (the client pod) are replaced. It must exit 0

@@ -37,7 +37,11 @@ const DefaultCaptureImage = "nicolaka/netshoot:v0.13"
 
 // LiveOptions configures a live capture.
 type LiveOptions struct {
+	// Namespace holds the pods to capture, and the capture pods.
 	Namespace string
+	// AlsoNamespaces are more namespaces whose pods are captured by the same
+	// capture pods (one per node in all).
+	AlsoNamespaces []string
 	// From and To select workloads by pod name, pod name prefix
 	// (deployment pods) or the app label; empty means every pod.
 	From, To string
@@ -95,12 +99,16 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 	if progress == nil {
 		progress = io.Discard
 	}
-	list, err := kc.CoreV1().Pods(o.Namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list pods in namespace %q: %w", o.Namespace, err)
+	var all []corev1.Pod
+	for _, ns := range append([]string{o.Namespace}, o.AlsoNamespaces...) {
+		list, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list pods in namespace %q: %w", ns, err)
+		}
+		all = append(all, list.Items...)
 	}
 	var selected []corev1.Pod
-	for _, p := range list.Items {
+	for _, p := range all {
 		if p.Status.PodIP == "" || p.Spec.HostNetwork || p.Labels[CaptureLabel] != "" {
 			continue
 		}
@@ -111,7 +119,7 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 	if len(selected) == 0 {
 		return nil, fmt.Errorf("no running pods with an ip match --from %q --to %q in namespace %q; list them with kubectl get pods -n %s -o wide", o.From, o.To, o.Namespace, o.Namespace)
 	}
-	res := &LiveResult{Pods: PodMapFromPods(list.Items)}
+	res := &LiveResult{Pods: PodMapFromPods(all)}
 	nodes := map[string]bool{}
 	var hosts []string
 	for _, p := range selected {

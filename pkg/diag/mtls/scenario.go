@@ -347,11 +347,12 @@ func createScenarioNamespace(ctx context.Context, kc kubernetes.Interface, name,
 	labels := map[string]string{
 		ScenarioLabel:                  suffix,
 		"app.kubernetes.io/managed-by": "kubectl-ambient",
-		// The capture pods Live starts here are privileged with host networking.
-		"pod-security.kubernetes.io/enforce": "privileged",
 	}
 	if enrolled {
 		labels["istio.io/dataplane-mode"] = "ambient"
+		// Live starts its capture pods (privileged, host network) in the
+		// ambient namespace, the first; the other one needs no exception.
+		labels["pod-security.kubernetes.io/enforce"] = "privileged"
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	if _, err := kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
@@ -566,37 +567,27 @@ func podAddr(p *corev1.Pod) netip.Addr {
 	return a.Unmap()
 }
 
-// captureTraffic runs one Live capture per scenario namespace (Live
-// captures the pods of one namespace) and, once every capture pod runs,
-// sends each case's traffic; it returns the verdict report of all flows.
+// captureTraffic runs one Live capture over both scenario namespaces (one
+// capture pod per node, in the first namespace) and, once every capture
+// pod runs, sends each case's traffic; it returns the verdict report.
 func (o *ScenarioOptions) captureTraffic(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, res *ScenarioResult, cases []ScenarioCase, pods map[string]*corev1.Pod) (*Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type out struct {
-		res *LiveResult
-		err error
-	}
-	outs := make([]out, len(res.Namespaces))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for i, ns := range res.Namespaces {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			progress := &prefixWriter{mu: &mu, w: o.Progress, prefix: "[" + ns + "] "}
-			r, err := Live(ctx, cfg, kc, LiveOptions{Namespace: ns, Duration: o.Duration, Image: o.CaptureImage, Progress: progress})
-			outs[i] = out{r, err}
-			if err != nil {
-				cancel()
-			}
-		}()
-	}
-	trafficErr := o.sendWhenCapturing(ctx, cfg, kc, res, cases)
-	wg.Wait()
-	for i, x := range outs {
-		if x.err != nil {
-			return nil, fmt.Errorf("capture in namespace %s: %w", res.Namespaces[i], x.err)
+	var live *LiveResult
+	var liveErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		live, liveErr = Live(ctx, cfg, kc, LiveOptions{Namespace: res.Namespaces[0], AlsoNamespaces: res.Namespaces[1:],
+			Duration: o.Duration, Image: o.CaptureImage, Progress: o.Progress})
+		if liveErr != nil {
+			cancel()
 		}
+	}()
+	trafficErr := o.sendWhenCapturing(ctx, cfg, kc, res, cases)
+	<-done
+	if liveErr != nil {
+		return nil, fmt.Errorf("capture: %w", liveErr)
 	}
 	if trafficErr != nil {
 		return nil, trafficErr
@@ -605,28 +596,19 @@ func (o *ScenarioOptions) captureTraffic(ctx context.Context, cfg *rest.Config, 
 	for _, p := range pods {
 		list = append(list, *p)
 	}
-	var stats pcap.Stats
-	var sets [][]pcap.Flow
-	for _, x := range outs {
-		sets = append(sets, x.res.Flows)
-		stats.Packets += x.res.Stats.Packets
-		stats.Undecodable += x.res.Stats.Undecodable
-	}
-	flows := mergeFlows(sets...)
-	stats.Flows = len(flows)
-	rep := Judge(flows, PodMapFromPods(list))
-	rep.Stats = stats
+	rep := Judge(live.Flows, PodMapFromPods(list))
+	rep.Stats = pcap.Stats{Packets: live.Stats.Packets, Undecodable: live.Stats.Undecodable, Flows: len(live.Flows)}
 	return rep, nil
 }
 
-// sendWhenCapturing waits for the capture pods of every namespace, gives
+// sendWhenCapturing waits for the capture pods (one per node), gives
 // tcpdump a moment, then runs the client command of every case at once.
 func (o *ScenarioOptions) sendWhenCapturing(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, res *ScenarioResult, cases []ScenarioCase) error {
 	nodes := len(res.Nodes)
 	if nodes > 2 {
 		nodes = 2 // the plan uses at most two nodes
 	}
-	for _, ns := range res.Namespaces {
+	for _, ns := range res.Namespaces[:1] { // Live puts its capture pods in the first
 		_, err := watchPods(ctx, kc, ns, CaptureLabel, func(state map[string]*corev1.Pod) bool {
 			running := 0
 			for _, p := range state {
@@ -698,8 +680,9 @@ func execInPod(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, n
 	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
 }
 
-// prefixWriter tags the progress lines of one of the concurrent captures;
-// the captures share mu, so lines never interleave.
+// prefixWriter serialises (and optionally tags) the progress lines of
+// the concurrent capture and traffic goroutines; they share mu, so lines
+// never interleave.
 type prefixWriter struct {
 	mu     *sync.Mutex
 	w      io.Writer
@@ -713,27 +696,6 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return p.w.Write(b)
-}
-
-// mergeFlows joins the flows of several captures: a connection seen on two
-// nodes (or by two captures) is kept once, in its richer view.
-func mergeFlows(sets ...[]pcap.Flow) []pcap.Flow {
-	var merged []pcap.Flow
-	at := map[[2]netip.AddrPort]int{}
-	for _, set := range sets {
-		for _, f := range set {
-			key := [2]netip.AddrPort{f.Client, f.Server}
-			i, dup := at[key]
-			switch {
-			case !dup:
-				at[key] = len(merged)
-				merged = append(merged, f)
-			case f.Packets > merged[i].Packets:
-				merged[i] = f
-			}
-		}
-	}
-	return merged
 }
 
 // judgeCase checks a case against the verdict report, both ways.

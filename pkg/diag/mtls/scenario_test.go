@@ -105,17 +105,6 @@ func TestScenarioCasesOneNode(t *testing.T) {
 	}
 }
 
-func TestMergeFlows(t *testing.T) {
-	a := flow(meshClient, meshServer, 15008, pcap.ClassNoPayload, 0)
-	b := flow(meshClient, meshServer, 15008, pcap.ClassHBONE, 900)
-	b.Packets = 20
-	c := flow(plainClient, plainServer, 8080, pcap.ClassPlaintext, 90)
-	got := mergeFlows([]pcap.Flow{a, c}, []pcap.Flow{b})
-	if len(got) != 2 || got[0].Class != pcap.ClassHBONE || got[1].Class != pcap.ClassPlaintext {
-		t.Errorf("merged %+v", got)
-	}
-}
-
 func TestClientCommand(t *testing.T) {
 	o := ScenarioOptions{Port: 8080, ClientCommand: "x --to {target} --host {host} --port {port} --from {namespace}/{pod} -w %{http_code}"}
 	c := &ScenarioCase{toIP: netip.MustParseAddr("fd00::2"), fromPod: "client-same-node", fromNS: "ns"}
