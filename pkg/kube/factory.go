@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -71,6 +72,34 @@ func (f *Factory) Flags() *genericclioptions.ConfigFlags { return f.flags }
 // RESTClientGetter returns the getter Helm's action.Configuration.Init takes.
 func (f *Factory) RESTClientGetter() genericclioptions.RESTClientGetter { return f.flags }
 
+// whyNoClusters says where the kubeconfig was looked for when none of the
+// files read defines a cluster.
+func (f *Factory) whyNoClusters() string {
+	describe := func(path string) string {
+		switch st, err := os.Stat(path); { //nolint:gosec // G703: the user named this file (flag or KUBECONFIG); only its existence is reported
+		case err != nil:
+			return path + " does not exist"
+		case st.IsDir():
+			return path + " is a directory"
+		default:
+			return path + " defines no cluster"
+		}
+	}
+	if f.flags.KubeConfig != nil && *f.flags.KubeConfig != "" {
+		return "--kubeconfig " + describe(*f.flags.KubeConfig)
+	}
+	if env := os.Getenv("KUBECONFIG"); env != "" {
+		var parts []string
+		for _, p := range filepath.SplitList(env) {
+			if p != "" {
+				parts = append(parts, describe(p))
+			}
+		}
+		return "KUBECONFIG: " + strings.Join(parts, ", ")
+	}
+	return "no kubeconfig found (KUBECONFIG is unset and " + describe(clientcmd.RecommendedHomeFile) + ")"
+}
+
 // RESTConfig returns the client configuration, or a clear error when there is
 // no usable kubeconfig.
 func (f *Factory) RESTConfig() (*rest.Config, error) {
@@ -79,7 +108,7 @@ func (f *Factory) RESTConfig() (*rest.Config, error) {
 	// (In a pod, client-go uses the in-cluster configuration instead.)
 	if raw, err := f.flags.ToRawKubeConfigLoader().RawConfig(); err == nil && len(raw.Clusters) == 0 &&
 		(f.flags.APIServer == nil || *f.flags.APIServer == "") && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
-		return nil, fmt.Errorf("%w: no kubeconfig found (KUBECONFIG is unset or empty and ~/.kube/config is missing); set KUBECONFIG or pass --kubeconfig", ErrNoCluster)
+		return nil, fmt.Errorf("%w: %s; set KUBECONFIG or pass --kubeconfig", ErrNoCluster, f.whyNoClusters())
 	}
 	cfg, err := f.flags.ToRESTConfig()
 	if err != nil {
