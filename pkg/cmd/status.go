@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
@@ -235,8 +236,57 @@ func PrintSnapshot(w io.Writer, format string, s *ztunnel.Snapshot) error {
 		return tui.WriteTable(w, s)
 	case OutputJSON:
 		return writeSnapshotJSON(w, s)
+	case OutputYAML:
+		return writeSnapshotYAML(w, s)
 	}
 	return PrintStructured(w, format, s)
+}
+
+// writeSnapshotYAML writes the same bytes as PrintStructured's YAML, one
+// node at a time. YAML is made from the JSON through a generic tree of maps:
+// for 5,000 nodes in one piece that held about 340 MB of heap at once.
+// Keys come out sorted, so "nodes" sits among the other keys of the head;
+// its null value there is replaced by the list, whose items are each node's
+// own YAML indented as a sequence entry.
+func writeSnapshotYAML(w io.Writer, s *ztunnel.Snapshot) error {
+	if len(s.Nodes) == 0 {
+		return PrintStructured(w, OutputYAML, s)
+	}
+	head := *s
+	head.Nodes = nil
+	b, err := yaml.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	const null = "nodes: null\n"
+	at := bytes.Index(b, []byte("\n"+null)) + 1
+	if !bytes.HasPrefix(b, []byte(null)) && at == 0 {
+		return PrintStructured(w, OutputYAML, s)
+	}
+	bw := bufio.NewWriter(w)
+	_, _ = bw.Write(b[:at])
+	_, _ = bw.WriteString("nodes:\n")
+	for i := range s.Nodes {
+		nb, err := yaml.Marshal(&s.Nodes[i])
+		if err != nil {
+			return err
+		}
+		for j, line := range bytes.SplitAfter(nb, []byte("\n")) {
+			switch {
+			case len(line) == 0:
+				continue
+			case line[0] == '\n':
+				// An empty line of a block scalar stays empty.
+			case j == 0:
+				_, _ = bw.WriteString("- ")
+			default:
+				_, _ = bw.WriteString("  ")
+			}
+			_, _ = bw.Write(line)
+		}
+	}
+	_, _ = bw.Write(b[at+len(null):])
+	return bw.Flush()
 }
 
 // writeSnapshotJSON writes the same bytes as PrintStructured's JSON, one
