@@ -21,12 +21,9 @@ func pluginEnv(t *testing.T, kubeconfig string) (kubectl string, env []string) {
 	t.Helper()
 	lab := labtest.Get(t)
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "kubectl-ambient"),
-		"-ldflags", "-X github.com/kubectl-ambient/kubectl-ambient/pkg/version.Version=v9.9.9-e2e",
-		"github.com/kubectl-ambient/kubectl-ambient/cmd/kubectl-ambient")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build plugin: %v\n%s", err, out)
+	bin := labtest.BuildBinary(t, labtest.PluginPackage, "-X github.com/kubectl-ambient/kubectl-ambient/pkg/version.Version=v9.9.9-e2e")
+	if err := os.Symlink(bin, filepath.Join(dir, "kubectl-ambient")); err != nil {
+		t.Fatal(err)
 	}
 	script, err := os.ReadFile(filepath.Join(repoRoot(t), "kubectl_complete-ambient"))
 	if err != nil {

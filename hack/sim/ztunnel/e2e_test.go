@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,41 +28,6 @@ type e2eLab struct {
 	byNode    map[string]Scenario
 	nodeOf    map[Scenario]string
 	bin       string
-}
-
-var built struct {
-	once sync.Once
-	bin  string
-	err  error
-}
-
-// buildBinary builds the plugin once per test binary (KAMB_BIN skips the
-// build and uses a binary built beforehand).
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		if b := os.Getenv("KAMB_BIN"); b != "" {
-			built.bin = b
-			return
-		}
-		// One fixed place, overwritten by each run, so runs leave no litter.
-		dir := filepath.Join(os.TempDir(), "kubectl-ambient-e2e")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			built.err = err
-			return
-		}
-		built.bin = filepath.Join(dir, "kubectl-ambient")
-		cmd := exec.Command("go", "build", "-o", built.bin, "./cmd/kubectl-ambient")
-		cmd.Dir = filepath.Join("..", "..", "..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("build kubectl-ambient: %w\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.bin
 }
 
 func setupE2E(t *testing.T) *e2eLab {
@@ -89,7 +52,7 @@ func setupE2E(t *testing.T) *e2eLab {
 	if err := lab.WriteContainerLog(ctx, e.ztunnelNS, dep.Pods[healthy], "istio-proxy", dep.Stands[healthy].AccessLogLines(5)...); err != nil {
 		t.Fatal(err)
 	}
-	e.bin = buildBinary(t)
+	e.bin = labtest.BuildBinary(t, labtest.PluginPackage)
 	return e
 }
 

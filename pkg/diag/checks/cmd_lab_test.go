@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,41 +28,13 @@ const (
 	exitUsage   = 2
 )
 
-var built struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// binary builds cmd/kubectl-ambient once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "kubectl-ambient-check-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.path = filepath.Join(dir, "kubectl-ambient")
-		goBin := "go"
-		out, err := exec.Command(goBin, "build", "-o", built.path, "../../../cmd/kubectl-ambient").CombinedOutput()
-		if err != nil {
-			built.err = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.path
-}
-
 // runCLI runs the built binary and returns stdout, stderr and the exit code.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	c := exec.CommandContext(ctx, binary(t), args...)
+	c := exec.CommandContext(ctx, labtest.BuildBinary(t, labtest.PluginPackage), args...)
 	c.Stdout, c.Stderr = &out, &errOut
 	c.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
 	err := c.Run()

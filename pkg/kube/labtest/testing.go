@@ -68,6 +68,7 @@ func Main(m *testing.M, opts Options) {
 }
 
 func run(m *testing.M) int {
+	defer removeBuilds()
 	defer stopShared()
 	return m.Run()
 }

@@ -22,19 +22,8 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/hbone"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 )
-
-// buildPlugin builds the real kubectl-ambient binary into a temp dir.
-func buildPlugin(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kubectl-ambient")
-	build := exec.Command("go", "build", "-o", bin, "github.com/kubectl-ambient/kubectl-ambient/cmd/kubectl-ambient")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build plugin: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // run is one finished run of the binary.
 type run struct {
@@ -52,7 +41,7 @@ func TestLiveCommand(t *testing.T) {
 		t.Skip("lab test; skipped with -short")
 	}
 	requireCapture(t)
-	bin := buildPlugin(t)
+	bin := labtest.BuildBinary(t, labtest.PluginPackage)
 	e := newEnv(t)
 	lab := e.lab
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

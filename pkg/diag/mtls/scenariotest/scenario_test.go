@@ -29,7 +29,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,12 +80,6 @@ type env struct {
 	caDir      string
 }
 
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-}
-
 // setup starts the stand-ins; cni false leaves pods without the
 // redirection annotation (istio-cni not running).
 func setup(t *testing.T, cni bool) *env {
@@ -101,26 +94,11 @@ func setup(t *testing.T, cni bool) *env {
 			t.Fatal(err)
 		}
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "meshclient-")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "meshclient")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/kubectl-ambient/kubectl-ambient/hack/sim/hbone/cmd/meshclient").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("build meshclient: %w: %s", err, out)
-		}
-	})
-	if buildOnce.err != nil {
-		t.Fatal(buildOnce.err)
-	}
 	ca, err := hbone.NewCA("cluster.local")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{lab: lab, meshclient: buildOnce.path, caDir: t.TempDir()}
+	e := &env{lab: lab, meshclient: labtest.BuildBinary(t, "github.com/kubectl-ambient/kubectl-ambient/hack/sim/hbone/cmd/meshclient"), caDir: t.TempDir()}
 	// Runs of earlier tests must be gone: each test reads "its" scenario
 	// namespaces by label.
 	e.assertGone(t, e.scenarioNamespaces(t))

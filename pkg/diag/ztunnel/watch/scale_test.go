@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -222,15 +221,7 @@ func statusKB(pid int, field string) int64 {
 // tmux (time to the first screen with nodes, peak RSS after a minute of
 // refresh) and `status --once` (peak RSS, wall time).
 func measureBinary(t *testing.T, lab *labtest.Lab, ns string, nodes int) {
-	bin := os.Getenv("KAMB_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "kubectl-ambient")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-ambient")
-		build.Dir = filepath.Join("..", "..", "..", "..")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build: %v\n%s", err, out)
-		}
-	}
+	bin := labtest.BuildBinary(t, labtest.PluginPackage)
 	args := []string{"--kubeconfig", lab.Kubeconfig, "--ztunnel-namespace", ns}
 	// The peak RSS comes from /usr/bin/time, or else from polling the
 	// child's VmHWM, never from this process's rusage of the child: Go
