@@ -12,6 +12,7 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -220,32 +221,10 @@ func (wt *Waiter) waitOne(ctx context.Context, w Workload, seen func(Readiness))
 	switch w.Kind {
 	case "Deployment":
 		c := wt.Kube.AppsV1().Deployments(w.Namespace)
-		list = func(ctx context.Context, o metav1.ListOptions) ([]runtime.Object, string, error) {
-			l, err := c.List(ctx, o)
-			if err != nil {
-				return nil, "", err
-			}
-			out := make([]runtime.Object, len(l.Items))
-			for i := range l.Items {
-				out[i] = &l.Items[i]
-			}
-			return out, l.ResourceVersion, nil
-		}
-		watchFn = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return c.Watch(ctx, o) }
+		list, watchFn = listObjects(c.List), c.Watch
 	case "DaemonSet":
 		c := wt.Kube.AppsV1().DaemonSets(w.Namespace)
-		list = func(ctx context.Context, o metav1.ListOptions) ([]runtime.Object, string, error) {
-			l, err := c.List(ctx, o)
-			if err != nil {
-				return nil, "", err
-			}
-			out := make([]runtime.Object, len(l.Items))
-			for i := range l.Items {
-				out[i] = &l.Items[i]
-			}
-			return out, l.ResourceVersion, nil
-		}
-		watchFn = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return c.Watch(ctx, o) }
+		list, watchFn = listObjects(c.List), c.Watch
 	default:
 		return time.Time{}, fmt.Errorf("cannot wait for kind %s", w.Kind)
 	}
@@ -311,6 +290,22 @@ func (wt *Waiter) waitOne(ctx context.Context, w Workload, seen func(Readiness))
 		if err != nil {
 			return time.Time{}, err
 		}
+	}
+}
+
+// listObjects adapts a typed client's List to the items and the list's
+// resourceVersion, which the wait loop watches from.
+func listObjects[L interface {
+	runtime.Object
+	GetResourceVersion() string
+}](list func(context.Context, metav1.ListOptions) (L, error)) func(context.Context, metav1.ListOptions) ([]runtime.Object, string, error) {
+	return func(ctx context.Context, o metav1.ListOptions) ([]runtime.Object, string, error) {
+		l, err := list(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		items, err := meta.ExtractList(l)
+		return items, l.GetResourceVersion(), err
 	}
 }
 

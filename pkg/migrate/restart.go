@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 // WorkloadRef names one workload to restart.
@@ -220,49 +222,18 @@ func waitRollout(ctx context.Context, kc kubernetes.Interface, w WorkloadRef, ge
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	apps := kc.AppsV1()
-	sel := fields.OneTermEqualSelector("metadata.name", w.Name).String()
 	var lw *cache.ListWatch
 	var obj runtime.Object
 	switch w.Kind {
 	case "Deployment":
 		c := apps.Deployments(w.Namespace)
-		obj = &appsv1.Deployment{}
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sel
-				return c.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sel
-				return c.Watch(ctx, o)
-			},
-		}
+		obj, lw = &appsv1.Deployment{}, kube.NamedListWatch(w.Name, c.List, c.Watch)
 	case "StatefulSet":
 		c := apps.StatefulSets(w.Namespace)
-		obj = &appsv1.StatefulSet{}
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sel
-				return c.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sel
-				return c.Watch(ctx, o)
-			},
-		}
+		obj, lw = &appsv1.StatefulSet{}, kube.NamedListWatch(w.Name, c.List, c.Watch)
 	default:
 		c := apps.DaemonSets(w.Namespace)
-		obj = &appsv1.DaemonSet{}
-		lw = &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sel
-				return c.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sel
-				return c.Watch(ctx, o)
-			},
-		}
+		obj, lw = &appsv1.DaemonSet{}, kube.NamedListWatch(w.Name, c.List, c.Watch)
 	}
 	_, err := watchtools.UntilWithSync(wctx, lw, obj, nil, func(e watch.Event) (bool, error) {
 		if e.Type == watch.Deleted {
