@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/check"
@@ -16,13 +17,9 @@ import (
 
 // CheckOptions holds the flags of `kubectl ambient check`.
 type CheckOptions struct {
-	Output           string
-	WarningsAsErrors bool
-	Verbose          bool
-	IstioNamespace   string
+	CheckRunFlags
 	// CertSample is how many ztunnel pods certificates are read from.
 	CertSample int
-	Timeout    time.Duration
 
 	factory *kube.Factory
 	streams genericiooptions.IOStreams
@@ -30,7 +27,7 @@ type CheckOptions struct {
 
 // NewCmdCheck builds `kubectl ambient check`.
 func NewCmdCheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &CheckOptions{Output: OutputTable, IstioNamespace: checks.DefaultIstioNamespace, CertSample: 3, Timeout: 2 * time.Minute, factory: f, streams: streams}
+	o := &CheckOptions{CheckRunFlags: defaultCheckRunFlags(), CertSample: 3, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check that the ambient mesh is healthy: control plane, istio-cni and ztunnel on every node, enrollment",
@@ -62,22 +59,15 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
-	cmd.Flags().BoolVar(&o.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
-	cmd.Flags().BoolVar(&o.Verbose, "verbose", false, "also list checks that did not apply")
-	cmd.Flags().StringVar(&o.IstioNamespace, "istio-namespace", o.IstioNamespace, "namespace of istiod, istio-cni and ztunnel")
+	o.bind(cmd.Flags(), "namespace of istiod, istio-cni and ztunnel")
 	cmd.Flags().IntVar(&o.CertSample, "cert-sample", o.CertSample, "how many ztunnel pods to read certificates from (0 skips the check)")
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up on the remaining checks after this long")
 	return cmd
 }
 
 // Validate checks the flags.
 func (o *CheckOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.validate(); err != nil {
 		return err
-	}
-	if o.IstioNamespace == "" {
-		return UsageError{fmt.Errorf("--istio-namespace must not be empty")}
 	}
 	if o.CertSample < 0 {
 		return UsageError{fmt.Errorf("--cert-sample must be 0 or more")}
@@ -87,11 +77,7 @@ func (o *CheckOptions) Validate() error {
 
 // Run runs the checks and prints them.
 func (o *CheckOptions) Run(ctx context.Context) error {
-	base, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
-	clients, err := kube.NewClients(checks.ListConfig(base.Config))
+	clients, err := checkClients(o.factory)
 	if err != nil {
 		return err
 	}
@@ -112,29 +98,61 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 			watch.PortForwardAdmin{Config: clients.Config, Client: clients.Kube, Timeout: 10 * time.Second},
 		}
 	}
-	return runChecks(ctx, o.streams, checks.Health(cluster, hopts), runSettings{
-		output: o.Output, warningsAsErrors: o.WarningsAsErrors, verbose: o.Verbose, timeout: o.Timeout,
-	})
+	return o.run(ctx, o.streams, checks.Health(cluster, hopts))
 }
 
-type runSettings struct {
-	output           string
-	warningsAsErrors bool
-	verbose          bool
-	timeout          time.Duration
+// CheckRunFlags are the flags check and precheck share.
+type CheckRunFlags struct {
+	Output           string
+	WarningsAsErrors bool
+	Verbose          bool
+	IstioNamespace   string
+	Timeout          time.Duration
 }
 
-// runChecks runs a check set, rendering the table as results arrive or the
-// JSON report at the end, and turns a failed verdict into exit code 1.
-func runChecks(ctx context.Context, streams genericiooptions.IOStreams, cs []check.Check, s runSettings) error {
-	if s.timeout > 0 {
+func defaultCheckRunFlags() CheckRunFlags {
+	return CheckRunFlags{Output: OutputTable, IstioNamespace: checks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
+}
+
+// bind registers the shared flags; istioNSHelp describes --istio-namespace.
+func (s *CheckRunFlags) bind(fs *pflag.FlagSet, istioNSHelp string) {
+	fs.StringVarP(&s.Output, "output", "o", s.Output, "output format: table, json or yaml")
+	fs.BoolVar(&s.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
+	fs.BoolVar(&s.Verbose, "verbose", false, "also list checks that did not apply")
+	fs.StringVar(&s.IstioNamespace, "istio-namespace", s.IstioNamespace, istioNSHelp)
+	fs.DurationVar(&s.Timeout, "timeout", s.Timeout, "give up on the remaining checks after this long")
+}
+
+func (s *CheckRunFlags) validate() error {
+	if err := ValidateOutput(s.Output); err != nil {
+		return err
+	}
+	if s.IstioNamespace == "" {
+		return UsageError{fmt.Errorf("--istio-namespace must not be empty")}
+	}
+	return nil
+}
+
+// checkClients builds the clients the check sets list with (checks.ListConfig).
+func checkClients(f *kube.Factory) (*kube.Clients, error) {
+	base, err := f.Clients()
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewClients(checks.ListConfig(base.Config))
+}
+
+// run runs a check set, rendering the table as results arrive or the JSON
+// report at the end, and turns a failed verdict into exit code 1.
+func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStreams, cs []check.Check) error {
+	if s.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 		defer cancel()
 	}
 	r := &check.Runner{}
-	table := &check.TableObserver{W: streams.Out, ShowSkipped: s.verbose}
-	if s.output == OutputTable {
+	table := &check.TableObserver{W: streams.Out, ShowSkipped: s.Verbose}
+	if s.Output == OutputTable {
 		r.Observers = append(r.Observers, table)
 	}
 	sum, err := r.Run(ctx, cs)
@@ -144,14 +162,14 @@ func runChecks(ctx context.Context, streams genericiooptions.IOStreams, cs []che
 	if err := table.Err(); err != nil {
 		return fmt.Errorf("write check results: %w", err)
 	}
-	if s.output != OutputTable {
-		if err := PrintStructured(streams.Out, s.output, check.NewReport(sum, s.warningsAsErrors)); err != nil {
+	if s.Output != OutputTable {
+		if err := PrintStructured(streams.Out, s.Output, check.NewReport(sum, s.WarningsAsErrors)); err != nil {
 			return err
 		}
 	} else {
-		check.WriteSummary(streams.Out, sum, s.warningsAsErrors)
+		check.WriteSummary(streams.Out, sum, s.WarningsAsErrors)
 	}
-	if !sum.OK(s.warningsAsErrors) {
+	if !sum.OK(s.WarningsAsErrors) {
 		return SilentError{Code: ExitFailure}
 	}
 	return nil

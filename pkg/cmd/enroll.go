@@ -118,6 +118,23 @@ captured (ambient.istio.io/redirection=enabled). Nothing is restarted unless
 	return cmd
 }
 
+// parseSelection parses --selector (nil when empty) and checks --workers,
+// as enroll and unenroll take them.
+func parseSelection(selector string, workers int) (labels.Selector, error) {
+	var sel labels.Selector
+	if selector != "" {
+		s, err := labels.Parse(selector)
+		if err != nil {
+			return nil, UsageError{Err: fmt.Errorf("invalid --selector %q: %w", selector, err)}
+		}
+		sel = s
+	}
+	if workers < 1 {
+		return nil, UsageError{Err: fmt.Errorf("--workers must be at least 1, got %d", workers)}
+	}
+	return sel, nil
+}
+
 // Validate checks flags and arguments before any cluster call.
 func (o *EnrollOptions) Validate() error {
 	if err := ValidateOutput(o.Output); err != nil {
@@ -126,16 +143,11 @@ func (o *EnrollOptions) Validate() error {
 	if len(o.Names) == 0 && o.Selector == "" && !o.AllInjected {
 		return UsageError{Err: errors.New("name at least one namespace, or pass --selector or --all-injected")}
 	}
-	if o.Selector != "" {
-		sel, err := labels.Parse(o.Selector)
-		if err != nil {
-			return UsageError{Err: fmt.Errorf("invalid --selector %q: %w", o.Selector, err)}
-		}
-		o.selector = sel
+	sel, err := parseSelection(o.Selector, o.Workers)
+	if err != nil {
+		return err
 	}
-	if o.Workers < 1 {
-		return UsageError{Err: fmt.Errorf("--workers must be at least 1, got %d", o.Workers)}
-	}
+	o.selector = sel
 	if o.Timeout <= 0 {
 		return UsageError{Err: fmt.Errorf("--timeout must be positive, got %s", o.Timeout)}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -17,14 +16,10 @@ import (
 
 // PrecheckOptions holds the flags of `kubectl ambient precheck`.
 type PrecheckOptions struct {
-	Output           string
-	WarningsAsErrors bool
-	Verbose          bool
-	IstioVersion     string
-	IstioNamespace   string
-	Platform         string
-	Enroll           []string
-	Timeout          time.Duration
+	CheckRunFlags
+	IstioVersion string
+	Platform     string
+	Enroll       []string
 
 	factory *kube.Factory
 	streams genericiooptions.IOStreams
@@ -33,8 +28,7 @@ type PrecheckOptions struct {
 // NewCmdPrecheck builds `kubectl ambient precheck`.
 func NewCmdPrecheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &PrecheckOptions{
-		Output: OutputTable, IstioVersion: checks.DefaultIstioVersion, IstioNamespace: checks.DefaultIstioNamespace,
-		Platform: "auto", Timeout: 2 * time.Minute, factory: f, streams: streams,
+		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: checks.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
 	}
 	cmd := &cobra.Command{
 		Use:   "precheck",
@@ -68,27 +62,20 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
-	cmd.Flags().BoolVar(&o.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
-	cmd.Flags().BoolVar(&o.Verbose, "verbose", false, "also list checks that did not apply")
+	o.bind(cmd.Flags(), "namespace istiod, istio-cni and ztunnel will be installed into")
 	cmd.Flags().StringVar(&o.IstioVersion, "istio-version", o.IstioVersion, "Istio release to be installed (1.28 or 1.28.1)")
-	cmd.Flags().StringVar(&o.IstioNamespace, "istio-namespace", o.IstioNamespace, "namespace istiod, istio-cni and ztunnel will be installed into")
 	cmd.Flags().StringVar(&o.Platform, "platform", o.Platform, "platform: auto or one of "+strings.Join(platform.Known, ", "))
 	cmd.Flags().StringSliceVar(&o.Enroll, "enroll", nil, "namespaces to be enrolled, for the NetworkPolicy check (-n adds one); default: the namespaces labelled for ambient or sidecar injection")
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up on the remaining checks after this long")
 	return cmd
 }
 
 // Validate checks the flags.
 func (o *PrecheckOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.validate(); err != nil {
 		return err
 	}
 	if o.Platform != "auto" && !platform.IsKnown(o.Platform) {
 		return UsageError{fmt.Errorf("unknown --platform %q; use auto or one of %s", o.Platform, strings.Join(platform.Known, ", "))}
-	}
-	if o.IstioNamespace == "" {
-		return UsageError{fmt.Errorf("--istio-namespace must not be empty")}
 	}
 	if _, ok := checks.SupportTable[minorOf(o.IstioVersion)]; !ok {
 		known := make([]string, 0, len(checks.SupportTable))
@@ -112,11 +99,7 @@ func minorOf(v string) string {
 
 // Run runs the prechecks and prints them.
 func (o *PrecheckOptions) Run(ctx context.Context) error {
-	base, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
-	clients, err := kube.NewClients(checks.ListConfig(base.Config))
+	clients, err := checkClients(o.factory)
 	if err != nil {
 		return err
 	}
@@ -128,7 +111,5 @@ func (o *PrecheckOptions) Run(ctx context.Context) error {
 	cs := checks.Precheck(cluster, checks.PrecheckOptions{
 		IstioVersion: o.IstioVersion, Platform: o.Platform, EnrollNamespaces: enroll,
 	})
-	return runChecks(ctx, o.streams, cs, runSettings{
-		output: o.Output, warningsAsErrors: o.WarningsAsErrors, verbose: o.Verbose, timeout: o.Timeout,
-	})
+	return o.run(ctx, o.streams, cs)
 }

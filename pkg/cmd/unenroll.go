@@ -80,17 +80,9 @@ func (o *UnenrollOptions) Validate() error {
 	if len(o.Names) == 0 && o.Selector == "" && !o.All {
 		return UsageError{Err: errors.New("name at least one namespace, or pass --selector or --all")}
 	}
-	if o.Selector != "" {
-		sel, err := labels.Parse(o.Selector)
-		if err != nil {
-			return UsageError{Err: fmt.Errorf("invalid --selector %q: %w", o.Selector, err)}
-		}
-		o.selector = sel
-	}
-	if o.Workers < 1 {
-		return UsageError{Err: fmt.Errorf("--workers must be at least 1, got %d", o.Workers)}
-	}
-	return nil
+	sel, err := parseSelection(o.Selector, o.Workers)
+	o.selector = sel
+	return err
 }
 
 // Run resolves the namespaces, checks permissions, then restores each.
