@@ -28,6 +28,17 @@ type rawWorkloadState struct {
 		Namespace      string `json:"namespace"`
 		ServiceAccount string `json:"serviceAccount"`
 	} `json:"info"`
+	Connections struct {
+		Inbound  []rawConnection `json:"inbound"`
+		Outbound []rawConnection `json:"outbound"`
+	} `json:"connections"`
+}
+
+type rawConnection struct {
+	Src         string `json:"src"`
+	OriginalDst string `json:"originalDst"`
+	ActualDst   string `json:"actualDst"`
+	Protocol    string `json:"protocol"`
 }
 
 type rawWorkload struct {
@@ -35,10 +46,20 @@ type rawWorkload struct {
 	Name           string   `json:"name"`
 	Namespace      string   `json:"namespace"`
 	ServiceAccount string   `json:"serviceAccount"`
+	TrustDomain    string   `json:"trustDomain"`
 	Node           string   `json:"node"`
 	WorkloadIPs    []string `json:"workloadIps"`
 	Protocol       string   `json:"protocol"`
 	Status         string   `json:"status"`
+}
+
+// addresses are the workload's IPs; older dumps key workloads by
+// "network/address" (or the address) instead of listing them.
+func (w *rawWorkload) addresses(key string) []string {
+	if len(w.WorkloadIPs) == 0 && !strings.HasPrefix(key, "\x00") {
+		return []string{key[strings.LastIndexByte(key, '/')+1:]}
+	}
+	return w.WorkloadIPs
 }
 
 type rawCert struct {
@@ -53,23 +74,32 @@ type rawCert struct {
 
 // ParseConfigDump reads ztunnel's admin /config_dump in either shape.
 func ParseConfigDump(body []byte) (*ConfigDump, error) {
+	raw, ws, err := decodeDump(body)
+	if err != nil {
+		return nil, err
+	}
+	return raw.configDump(ws)
+}
+
+// decodeDump reads the JSON once, with the workloads in either shape.
+func decodeDump(body []byte) (*rawDump, map[string]rawWorkload, error) {
 	var raw rawDump
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("parse ztunnel config_dump: %w", err)
+		return nil, nil, fmt.Errorf("parse ztunnel config_dump: %w", err)
 	}
-	out := &ConfigDump{}
 	ws, err := decodeList[rawWorkload](raw.Workloads)
 	if err != nil {
-		return nil, fmt.Errorf("parse ztunnel config_dump workloads: %w", err)
+		return nil, nil, fmt.Errorf("parse ztunnel config_dump workloads: %w", err)
 	}
+	return &raw, ws, nil
+}
+
+func (raw *rawDump) configDump(ws map[string]rawWorkload) (*ConfigDump, error) {
+	out := &ConfigDump{}
 	for key, w := range ws {
-		addrs := w.WorkloadIPs
-		if len(addrs) == 0 && !strings.HasPrefix(key, "\x00") {
-			addrs = []string{key}
-		}
 		out.Workloads = append(out.Workloads, Workload{
 			Name: w.Name, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount, Node: w.Node,
-			Addresses: addrs, Protocol: w.Protocol, Status: w.Status,
+			Addresses: w.addresses(key), Protocol: w.Protocol, Status: w.Status,
 		})
 	}
 	joinProxyStates(out, raw.WorkloadState)

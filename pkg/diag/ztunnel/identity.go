@@ -1,11 +1,8 @@
 package ztunnel
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 )
 
 // DefaultTrustDomain is the trust domain ztunnel uses when a workload names none.
@@ -65,53 +62,16 @@ type Connection struct {
 	Protocol    string         `json:"protocol,omitempty"` // HBONE or TCP
 }
 
-type rawIdentityDump struct {
-	Workloads     json.RawMessage `json:"workloads"`
-	WorkloadState map[string]struct {
-		Info struct {
-			Name           string `json:"name"`
-			Namespace      string `json:"namespace"`
-			ServiceAccount string `json:"serviceAccount"`
-		} `json:"info"`
-		Connections struct {
-			Inbound  []rawConnection `json:"inbound"`
-			Outbound []rawConnection `json:"outbound"`
-		} `json:"connections"`
-	} `json:"workloadState"`
-}
-
-type rawIdentityWorkload struct {
-	UID            string   `json:"uid"`
-	Name           string   `json:"name"`
-	Namespace      string   `json:"namespace"`
-	ServiceAccount string   `json:"serviceAccount"`
-	TrustDomain    string   `json:"trustDomain"`
-	Node           string   `json:"node"`
-	Protocol       string   `json:"protocol"`
-	WorkloadIPs    []string `json:"workloadIps"`
-}
-
-type rawConnection struct {
-	Src         string `json:"src"`
-	OriginalDst string `json:"originalDst"`
-	ActualDst   string `json:"actualDst"`
-	Protocol    string `json:"protocol"`
-}
-
 // ParseIdentityDump reads the identity part of ztunnel's /config_dump, in
 // the current (arrays) and the older (objects keyed by address) shapes.
 func ParseIdentityDump(body []byte) (*IdentityDump, error) {
-	full, err := ParseConfigDump(body)
+	raw, ws, err := decodeDump(body)
 	if err != nil {
 		return nil, err
 	}
-	var raw rawIdentityDump
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, fmt.Errorf("parse ztunnel config_dump: %w", err)
-	}
-	ws, err := decodeList[rawIdentityWorkload](raw.Workloads)
+	full, err := raw.configDump(ws)
 	if err != nil {
-		return nil, fmt.Errorf("parse ztunnel config_dump workloads: %w", err)
+		return nil, err
 	}
 	out := &IdentityDump{Certificates: full.Certificates}
 	tdByUID := map[string]string{}
@@ -120,12 +80,7 @@ func ParseIdentityDump(body []byte) (*IdentityDump, error) {
 			UID: w.UID, Name: w.Name, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount,
 			TrustDomain: w.TrustDomain, Node: w.Node, Protocol: w.Protocol,
 		}
-		addrs := w.WorkloadIPs
-		if len(addrs) == 0 && !strings.HasPrefix(key, "\x00") {
-			// Older dumps key workloads by "network/address" or the address.
-			addrs = []string{key[strings.LastIndexByte(key, '/')+1:]}
-		}
-		for _, s := range addrs {
+		for _, s := range w.addresses(key) {
 			if a, err := netip.ParseAddr(s); err == nil {
 				wi.Addresses = append(wi.Addresses, a.Unmap())
 			}
