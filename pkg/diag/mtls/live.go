@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	kwatch "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -260,12 +261,6 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 }
 
 func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o LiveOptions, pod, node string, many bool, cmd []string, count *atomic.Uint64) (string, []pcap.Flow, pcap.Stats, error) {
-	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(o.Namespace).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: "capture", Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	exec, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
-	if err != nil {
-		return "", nil, pcap.Stats{}, err
-	}
 	pr, pw := io.Pipe()
 	var stream io.Writer = pw
 	var file string
@@ -279,6 +274,7 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 			}
 			file = file + "-" + node + ext
 		}
+		var err error
 		f, err = os.OpenFile(file, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 		if err != nil {
 			return "", nil, pcap.Stats{}, fmt.Errorf("--write %s: %w", file, err)
@@ -289,7 +285,7 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 	var stderr strings.Builder
 	errc := make(chan error, 1)
 	go func() {
-		err := exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stream, Stderr: &limitedWriter{w: &stderr, n: 4096}})
+		err := execInPod(ctx, cfg, kc, o.Namespace, pod, "capture", cmd, stream, &limitedWriter{w: &stderr, n: 4096})
 		_ = pw.CloseWithError(io.EOF)
 		errc <- err
 	}()
@@ -483,22 +479,86 @@ func explainCreate(ns string, err error) error {
 func waitRunning(ctx context.Context, kc kubernetes.Interface, ns, name string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for {
-		p, err := kc.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			switch p.Status.Phase {
-			case corev1.PodRunning:
-				return nil
-			case corev1.PodFailed, corev1.PodSucceeded:
-				return fmt.Errorf("capture pod %s/%s ended (%s) before the capture; check kubectl describe pod -n %s %s", ns, name, p.Status.Phase, ns, name)
-			}
+	var phase corev1.PodPhase
+	_, err := watchPods(ctx, kc, ns, CaptureLabel, func(state map[string]*corev1.Pod) bool {
+		if p := state[name]; p != nil {
+			phase = p.Status.Phase
 		}
+		return phase == corev1.PodRunning || phase == corev1.PodFailed || phase == corev1.PodSucceeded
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("capture pod %s/%s not running after %s (image pull or scheduling?); check kubectl describe pod -n %s %s", ns, name, limit, ns, name)
+	case err != nil:
+		return fmt.Errorf("wait for capture pod %s/%s: %w", ns, name, err)
+	case phase != corev1.PodRunning:
+		return fmt.Errorf("capture pod %s/%s ended (%s) before the capture; check kubectl describe pod -n %s %s", ns, name, phase, ns, name)
+	}
+	return nil
+}
+
+// watchPods lists the pods matching selector in ns, then follows a watch
+// until done holds for the current state (pods by name) or ctx ends.
+func watchPods(ctx context.Context, kc kubernetes.Interface, ns, selector string, done func(map[string]*corev1.Pod) bool) (map[string]*corev1.Pod, error) {
+	for {
+		list, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return nil, fmt.Errorf("list pods in namespace %s: %w", ns, err)
+		}
+		state := map[string]*corev1.Pod{}
+		for i := range list.Items {
+			state[list.Items[i].Name] = &list.Items[i]
+		}
+		if done(state) {
+			return state, nil
+		}
+		w, err := kc.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: list.ResourceVersion})
+		if err != nil {
+			return nil, fmt.Errorf("watch pods in namespace %s: %w", ns, err)
+		}
+		finished, err := follow(ctx, w, state, done)
+		w.Stop()
+		if finished || err != nil {
+			return state, err
+		}
+		// The watch closed (server timeout): list again and resume.
+	}
+}
+
+func follow(ctx context.Context, w kwatch.Interface, state map[string]*corev1.Pod, done func(map[string]*corev1.Pod) bool) (bool, error) {
+	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("capture pod %s/%s not running after %s (image pull or scheduling?); check kubectl describe pod -n %s %s", ns, name, limit, ns, name)
-		case <-time.After(200 * time.Millisecond):
+			return false, ctx.Err()
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return false, nil
+			}
+			p, isPod := ev.Object.(*corev1.Pod)
+			if !isPod {
+				continue
+			}
+			switch ev.Type {
+			case kwatch.Added, kwatch.Modified:
+				state[p.Name] = p
+			case kwatch.Deleted:
+				delete(state, p.Name)
+			}
+			if done(state) {
+				return true, nil
+			}
 		}
 	}
+}
+
+func execInPod(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, pod, container string, cmd []string, stdout, stderr io.Writer) error {
+	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+	if err != nil {
+		return err
+	}
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
 }
 
 // Cleanup deletes capture pods left behind (all namespaces when ns is

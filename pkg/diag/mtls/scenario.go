@@ -18,11 +18,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
@@ -422,7 +419,7 @@ func waitScenarioPods(ctx context.Context, kc kubernetes.Interface, o ScenarioOp
 				}
 				return nil, fmt.Errorf("scenario pods not ready after %s: %s; %s", o.PodTimeout, missing, hint)
 			}
-			return nil, err
+			return nil, explainScenario("wait for the scenario pods", err)
 		}
 		for k, v := range state {
 			out[ns+"/"+k] = v
@@ -447,60 +444,6 @@ func podNotReady(p *corev1.Pod, enrolled bool) string {
 		return "has no " + AnnotationRedirection + "=enabled (" + got + ")"
 	}
 	return ""
-}
-
-// watchPods lists the pods matching selector in ns, then follows a watch
-// until done holds for the current state (pods by name) or ctx ends.
-func watchPods(ctx context.Context, kc kubernetes.Interface, ns, selector string, done func(map[string]*corev1.Pod) bool) (map[string]*corev1.Pod, error) {
-	for {
-		list, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return nil, explainScenario("list pods in namespace "+ns, err)
-		}
-		state := map[string]*corev1.Pod{}
-		for i := range list.Items {
-			state[list.Items[i].Name] = &list.Items[i]
-		}
-		if done(state) {
-			return state, nil
-		}
-		w, err := kc.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: list.ResourceVersion})
-		if err != nil {
-			return nil, explainScenario("watch pods in namespace "+ns, err)
-		}
-		finished, err := follow(ctx, w, state, done)
-		w.Stop()
-		if finished || err != nil {
-			return state, err
-		}
-		// The watch closed (server timeout): list again and resume.
-	}
-}
-
-func follow(ctx context.Context, w watch.Interface, state map[string]*corev1.Pod, done func(map[string]*corev1.Pod) bool) (bool, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return false, nil
-			}
-			p, isPod := ev.Object.(*corev1.Pod)
-			if !isPod {
-				continue
-			}
-			switch ev.Type {
-			case watch.Added, watch.Modified:
-				state[p.Name] = p
-			case watch.Deleted:
-				delete(state, p.Name)
-			}
-			if done(state) {
-				return true, nil
-			}
-		}
-	}
 }
 
 // scenarioCases pairs every client with every server.
@@ -608,22 +551,21 @@ func (o *ScenarioOptions) sendWhenCapturing(ctx context.Context, cfg *rest.Confi
 	if nodes > 2 {
 		nodes = 2 // the plan uses at most two nodes
 	}
-	for _, ns := range res.Namespaces[:1] { // Live puts its capture pods in the first
-		_, err := watchPods(ctx, kc, ns, CaptureLabel, func(state map[string]*corev1.Pod) bool {
-			running := 0
-			for _, p := range state {
-				if p.Status.Phase == corev1.PodRunning {
-					running++
-				}
+	// Live puts its capture pods in the first namespace.
+	_, err := watchPods(ctx, kc, res.Namespaces[0], CaptureLabel, func(state map[string]*corev1.Pod) bool {
+		running := 0
+		for _, p := range state {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
 			}
-			return running >= nodes
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // Live reports why the capture did not start
-			}
-			return err
 		}
+		return running >= nodes
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Live reports why the capture did not start
+		}
+		return explainScenario("wait for the capture pods", err)
 	}
 	select {
 	case <-ctx.Done():
@@ -668,16 +610,6 @@ func (o *ScenarioOptions) clientCommand(c *ScenarioCase) string {
 		"{pod}", c.fromPod,
 		"{namespace}", c.fromNS,
 	).Replace(o.ClientCommand)
-}
-
-func execInPod(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, ns, pod, container string, cmd []string, stdout, stderr io.Writer) error {
-	req := kc.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
-	if err != nil {
-		return err
-	}
-	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
 }
 
 // prefixWriter serialises (and optionally tags) the progress lines of
