@@ -53,15 +53,15 @@ step "precheck: can this cluster run ambient?"
 run "$ka" precheck
 
 if [ "$apply" = true ]; then
-  step "install the ambient profile (lab: the test charts in testdata/charts)"
+  step "install the ambient profile (lab: the test charts in internal/testing/fixtures/testdata/charts)"
   charts=()
-  [ "$lab" = true ] && charts=(--charts testdata/charts)
+  [ "$lab" = true ] && charts=(--charts internal/testing/fixtures/testdata/charts)
   run "$ka" install "${charts[@]}"
   run "$ka" install status
   if [ "$lab" = true ]; then
     # kwok's fake ztunnel pods have no ztunnel inside: the TEST-ONLY stand-in
     # serves ztunnel's metrics, readiness and config_dump on their pod IPs.
-    go build -o bin/ztunnel-sim ./hack/sim/ztunnel/cmd/ztunnel-sim
+    go build -o bin/ztunnel-sim ./internal/testing/sim/cmd/ztunnel-sim
     "$root/bin/ztunnel-sim" --lab-run "$LAB_RUN" &
     pids+=($!)
     sleep 1
@@ -73,7 +73,7 @@ fi
 
 if [ "$lab" = true ]; then
   step "a namespace with sidecar injection and three pods; the TEST-ONLY CNI stand-in writes istio-cni's annotation"
-  go build -o bin/cni-sim ./hack/sim/cni
+  go build -o bin/cni-sim ./internal/testing/sim/cmd/cni-sim
   "$root/bin/cni-sim" --quiet &
   pids+=($!)
   ns=demo-shop
@@ -99,10 +99,10 @@ fi
 step "check: is ambient healthy?"
 run "$ka" check
 
-step "verify-mtls on real captures (testdata/pcap): HBONE between mesh pods passes"
-run "$ka" verify-mtls --pcap testdata/pcap/good-any-sll2.pcap --pods testdata/pcap/pods.yaml --logs testdata/pcap/ztunnel-access.log
+step "verify-mtls on real captures (internal/testing/fixtures/testdata/pcap): HBONE between mesh pods passes"
+run "$ka" verify-mtls --pcap internal/testing/fixtures/testdata/pcap/good-any-sll2.pcap --pods internal/testing/fixtures/testdata/pcap/pods.yaml --logs internal/testing/fixtures/testdata/pcap/ztunnel-access.log
 step "verify-mtls negative control: plaintext between mesh pods fails (exit code 1)"
-run "$ka" verify-mtls --pcap testdata/pcap/bad-any-sll2.pcap --pods testdata/pcap/pods.yaml
+run "$ka" verify-mtls --pcap internal/testing/fixtures/testdata/pcap/bad-any-sll2.pcap --pods internal/testing/fixtures/testdata/pcap/pods.yaml
 
 step "ztunnel health per node (the TUI's snapshot; 'kubectl ambient tui' in a terminal)"
 run "$ka" status --once

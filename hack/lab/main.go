@@ -1,6 +1,6 @@
 // Command lab runs the kubectl-ambient lab in the background: a real
 // kube-apiserver, etcd, controller-manager and scheduler on 127.0.0.1 with
-// kwok fake nodes (see pkg/kube/labtest).
+// kwok fake nodes (see internal/testing/kubelab).
 //
 //	go run ./hack/lab up [--nodes N]   # start, print `export KUBECONFIG=...`
 //	go run ./hack/lab env              # print it again
@@ -27,8 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 )
 
 const usage = `usage: go run ./hack/lab <command> [flags]
@@ -66,7 +66,7 @@ func runDir() string {
 	if d := os.Getenv("LAB_RUN"); d != "" {
 		return d
 	}
-	return filepath.Join(filepath.Dir(labtest.DefaultBinDir()), "run")
+	return filepath.Join(filepath.Dir(kubelab.DefaultBinDir()), "run")
 }
 
 func run(ctx context.Context, args []string, out, errOut io.Writer) error {
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	case "status":
 		return status(ctx, dir, out)
 	case "down":
-		if err := labtest.StopDir(dir); err != nil {
+		if err := kubelab.StopDir(dir); err != nil {
 			return err
 		}
 		_, _ = fmt.Fprintf(errOut, "lab in %s stopped\n", dir)
@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 // running reports whether every recorded component of the lab in dir runs.
 func running(dir string) bool {
-	ps, err := labtest.Processes(dir)
+	ps, err := kubelab.Processes(dir)
 	if err != nil || len(ps) == 0 {
 		return false
 	}
@@ -129,14 +129,14 @@ func up(ctx context.Context, dir string, nodes int, out, errOut io.Writer) error
 		return nil
 	}
 	// Whatever a previous lab left (a crash, a reboot) goes first.
-	if err := labtest.StopDir(dir); err != nil {
+	if err := kubelab.StopDir(dir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("clear old lab state %s: %w", dir, err)
 	}
 	begin := time.Now()
-	lab, err := labtest.Start(ctx, labtest.Options{Nodes: nodes, Dir: dir, Detached: true})
+	lab, err := kubelab.Start(ctx, kubelab.Options{Nodes: nodes, Dir: dir, Detached: true})
 	if err != nil {
 		return err
 	}
@@ -147,14 +147,14 @@ func up(ctx context.Context, dir string, nodes int, out, errOut io.Writer) error
 }
 
 func status(ctx context.Context, dir string, out io.Writer) error {
-	ps, err := labtest.Processes(dir)
+	ps, err := kubelab.Processes(dir)
 	if err != nil {
 		return err
 	}
 	if len(ps) == 0 {
 		return fmt.Errorf("no lab in %s; start one with `go run ./hack/lab up`", dir)
 	}
-	st, err := labtest.ReadState(dir)
+	st, err := kubelab.ReadState(dir)
 	if err != nil {
 		return err
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/check"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checks"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/meshchecks"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/collector"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -88,17 +88,17 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 	if !explicit {
 		ns = ""
 	}
-	cluster := checks.NewCluster(clients.Kube, clients.Dynamic, o.IstioNamespace, ns)
-	hopts := checks.HealthOptions{CertSample: o.CertSample}
+	cluster := meshchecks.NewCluster(clients.Kube, clients.Dynamic, o.IstioNamespace, ns)
+	hopts := meshchecks.HealthOptions{CertSample: o.CertSample}
 	if o.CertSample > 0 {
 		// The admin port is localhost-only in real ztunnel: try the pod proxy
 		// (works where it is exposed), then a port-forward.
-		hopts.ConfigDumps = watch.FallbackAdmin{
-			watch.ProxyAdmin{Client: clients.Kube, Timeout: 5 * time.Second},
-			watch.PortForwardAdmin{Config: clients.Config, Client: clients.Kube, Timeout: 10 * time.Second},
+		hopts.ConfigDumps = collector.FallbackAdmin{
+			collector.ProxyAdmin{Client: clients.Kube, Timeout: 5 * time.Second},
+			collector.PortForwardAdmin{Config: clients.Config, Client: clients.Kube, Timeout: 10 * time.Second},
 		}
 	}
-	return o.run(ctx, o.streams, checks.Health(cluster, hopts))
+	return o.run(ctx, o.streams, meshchecks.Health(cluster, hopts))
 }
 
 // CheckRunFlags are the flags check and precheck share.
@@ -111,7 +111,7 @@ type CheckRunFlags struct {
 }
 
 func defaultCheckRunFlags() CheckRunFlags {
-	return CheckRunFlags{Output: OutputTable, IstioNamespace: checks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
+	return CheckRunFlags{Output: OutputTable, IstioNamespace: meshchecks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
 }
 
 // bind registers the shared flags; istioNSHelp describes --istio-namespace.
@@ -139,19 +139,19 @@ func checkClients(f *kube.Factory) (*kube.Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kube.NewClients(checks.ListConfig(base.Config))
+	return kube.NewClients(meshchecks.ListConfig(base.Config))
 }
 
 // run runs a check set, rendering the table as results arrive or the JSON
 // report at the end, and turns a failed verdict into exit code 1.
-func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStreams, cs []check.Check) error {
+func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStreams, cs []checker.Check) error {
 	if s.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 		defer cancel()
 	}
-	r := &check.Runner{}
-	table := &check.TableObserver{W: streams.Out, ShowSkipped: s.Verbose}
+	r := &checker.Runner{}
+	table := &checker.TableObserver{W: streams.Out, ShowSkipped: s.Verbose}
 	if s.Output == OutputTable {
 		r.Observers = append(r.Observers, table)
 	}
@@ -163,11 +163,11 @@ func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStre
 		return fmt.Errorf("write check results: %w", err)
 	}
 	if s.Output != OutputTable {
-		if err := PrintStructured(streams.Out, s.Output, check.NewReport(sum, s.WarningsAsErrors)); err != nil {
+		if err := PrintStructured(streams.Out, s.Output, checker.NewReport(sum, s.WarningsAsErrors)); err != nil {
 			return err
 		}
 	} else {
-		check.WriteSummary(streams.Out, sum, s.WarningsAsErrors)
+		checker.WriteSummary(streams.Out, sum, s.WarningsAsErrors)
 	}
 	if !sum.OK(s.WarningsAsErrors) {
 		return SilentError{Code: ExitFailure}

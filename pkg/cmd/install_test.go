@@ -4,21 +4,23 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
 )
 
 // TestInstallDryRunMatchesGolden runs the command a GitOps user would: the
 // output must be exactly the golden stream pkg/install checks.
 func TestInstallDryRunMatchesGolden(t *testing.T) {
-	out, errOut, err := runRoot(t, "install", "--dry-run", "-o", "yaml", "--charts", "../../testdata/charts", "--set", "ztunnel.logLevel=debug")
+	out, errOut, err := runRoot(t, "install", "--dry-run", "-o", "yaml", "--charts", fixtures.Path("charts"), "--set", "ztunnel.logLevel=debug")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
 	}
-	want, err := os.ReadFile("../../testdata/install/dry-run-generic.golden")
+	want, err := os.ReadFile("testdata/install/dry-run-generic.golden")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out != string(want) {
-		t.Errorf("install --dry-run -o yaml differs from testdata/install/dry-run-generic.golden")
+		t.Errorf("install --dry-run -o yaml differs from pkg/cmd/testdata/install/dry-run-generic.golden")
 	}
 	if !strings.Contains(errOut, "platform: generic") {
 		t.Errorf("platform decision not printed on stderr: %q", errOut)
@@ -35,8 +37,8 @@ func TestInstallFlagErrors(t *testing.T) {
 		{"unknown platform", []string{"install", "--platform", "plan9"}, ExitUsage, `unknown --platform "plan9"`},
 		{"two sources", []string{"install", "--charts", "x", "--repo", "http://127.0.0.1:1"}, ExitUsage, "pass only one"},
 		{"bad output", []string{"install", "status", "-o", "xml"}, ExitUsage, "unknown output format"},
-		{"missing version", []string{"install", "--dry-run", "--charts", "../../testdata/charts", "--version", "1.30.0"}, ExitFailure, "versions available: 1.29.0, 1.28.0, 1.27.0"},
-		{"value without component", []string{"upgrade", "--dry-run", "--charts", "../../testdata/charts", "--set", "logLevel=debug"}, ExitFailure, "must start with a component name"},
+		{"missing version", []string{"install", "--dry-run", "--charts", fixtures.Path("charts"), "--version", "1.30.0"}, ExitFailure, "versions available: 1.29.0, 1.28.0, 1.27.0"},
+		{"value without component", []string{"upgrade", "--dry-run", "--charts", fixtures.Path("charts"), "--set", "logLevel=debug"}, ExitFailure, "must start with a component name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

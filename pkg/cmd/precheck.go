@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checks"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/meshchecks"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/platform"
 )
@@ -28,7 +28,7 @@ type PrecheckOptions struct {
 // NewCmdPrecheck builds `kubectl ambient precheck`.
 func NewCmdPrecheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &PrecheckOptions{
-		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: checks.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
+		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: meshchecks.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
 	}
 	cmd := &cobra.Command{
 		Use:   "precheck",
@@ -77,9 +77,9 @@ func (o *PrecheckOptions) Validate() error {
 	if o.Platform != "auto" && !platform.IsKnown(o.Platform) {
 		return UsageError{fmt.Errorf("unknown --platform %q; use auto or one of %s", o.Platform, strings.Join(platform.Known, ", "))}
 	}
-	if _, ok := checks.SupportTable[minorOf(o.IstioVersion)]; !ok {
-		known := make([]string, 0, len(checks.SupportTable))
-		for k := range checks.SupportTable {
+	if _, ok := meshchecks.SupportTable[minorOf(o.IstioVersion)]; !ok {
+		known := make([]string, 0, len(meshchecks.SupportTable))
+		for k := range meshchecks.SupportTable {
 			known = append(known, k)
 		}
 		slices.Sort(known)
@@ -107,8 +107,8 @@ func (o *PrecheckOptions) Run(ctx context.Context) error {
 	if ns, explicit, err := o.factory.Namespace(); err == nil && explicit && !slices.Contains(enroll, ns) {
 		enroll = append(enroll, ns)
 	}
-	cluster := checks.NewCluster(clients.Kube, clients.Dynamic, o.IstioNamespace, "")
-	cs := checks.Precheck(cluster, checks.PrecheckOptions{
+	cluster := meshchecks.NewCluster(clients.Kube, clients.Dynamic, o.IstioNamespace, "")
+	cs := meshchecks.Precheck(cluster, meshchecks.PrecheckOptions{
 		IstioVersion: o.IstioVersion, Platform: o.Platform, EnrollNamespaces: enroll,
 	})
 	return o.run(ctx, o.streams, cs)

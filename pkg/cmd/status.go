@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/collector"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/tui"
 )
@@ -39,13 +39,13 @@ type ztunnelWatchFlags struct {
 }
 
 func (z *ztunnelWatchFlags) bind(fs *pflag.FlagSet) {
-	z.Namespace, z.Selector = watch.DefaultZtunnelNamespace, watch.DefaultZtunnelSelector
-	z.Interval, z.Concurrency, z.Admin = watch.DefaultInterval, watch.DefaultConcurrency, "auto"
+	z.Namespace, z.Selector = collector.DefaultZtunnelNamespace, collector.DefaultZtunnelSelector
+	z.Interval, z.Concurrency, z.Admin = collector.DefaultInterval, collector.DefaultConcurrency, "auto"
 	fs.StringVar(&z.Namespace, "ztunnel-namespace", z.Namespace, "namespace of the ztunnel pods (kube-system on OpenShift)")
 	fs.StringVar(&z.Selector, "ztunnel-selector", z.Selector, "label (key=value) that selects the ztunnel pods")
 	fs.DurationVar(&z.Interval, "interval", z.Interval, "how often to scrape every ztunnel's readiness and metrics")
 	fs.IntVar(&z.Concurrency, "concurrency", z.Concurrency, "most scrape requests in flight at once, across all ztunnels")
-	z.CertInterval = watch.DefaultCertInterval
+	z.CertInterval = collector.DefaultCertInterval
 	fs.DurationVar(&z.CertInterval, "cert-interval", z.CertInterval, "how often to read each ztunnel's certificates from its config_dump (status reads them once); 0 skips them, which large clusters may want: every dump lists the whole mesh")
 	fs.StringVar(&z.Admin, "admin-access", z.Admin, "how to reach ztunnel's admin port 15000: proxy (API server pod proxy), port-forward, or auto (proxy, then port-forward)")
 }
@@ -81,23 +81,23 @@ func cutSelector(s string) (string, string, bool) {
 }
 
 // config turns the flags into a watcher configuration for the clients.
-func (z *ztunnelWatchFlags) config(f *kube.Factory, c *kube.Clients) watch.Config {
-	proxy := watch.ProxyAdmin{Client: c.Kube}
-	pf := watch.PortForwardAdmin{Config: c.Config, Client: c.Kube}
-	var admin watch.AdminFetcher
+func (z *ztunnelWatchFlags) config(f *kube.Factory, c *kube.Clients) collector.Config {
+	proxy := collector.ProxyAdmin{Client: c.Kube}
+	pf := collector.PortForwardAdmin{Config: c.Config, Client: c.Kube}
+	var admin collector.AdminFetcher
 	switch z.Admin {
 	case "proxy":
 		admin = proxy
 	case "port-forward":
 		admin = pf
 	default:
-		admin = watch.FallbackAdmin{proxy, pf}
+		admin = collector.FallbackAdmin{proxy, pf}
 	}
 	certs := z.CertInterval
 	if certs <= 0 {
 		certs = -1 // the watcher's "never"
 	}
-	return watch.Config{Cluster: clusterName(f, c), Namespace: z.Namespace, Selector: z.Selector,
+	return collector.Config{Cluster: clusterName(f, c), Namespace: z.Namespace, Selector: z.Selector,
 		Interval: z.Interval, Concurrency: z.Concurrency, Admin: admin, CertInterval: certs}
 }
 
@@ -213,7 +213,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap, err := watch.Collect(ctx, pc.Kube, o.Watch.config(o.factory, pc), o.Window)
+	snap, err := collector.Collect(ctx, pc.Kube, o.Watch.config(o.factory, pc), o.Window)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("ztunnel snapshot of %s: no answer within --timeout %s; raise --timeout", clients.Config.Host, o.Timeout)

@@ -11,7 +11,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/klog/v2"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/collector"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/tui"
 )
@@ -77,7 +77,7 @@ func (o *TUIOptions) Run(ctx context.Context) error {
 		return err
 	}
 	cfg := o.Watch.config(o.factory, clients)
-	w := watch.New(clients.Kube, cfg)
+	w := collector.New(clients.Kube, cfg)
 	go func() { _ = w.Run(ctx) }()
 	m := tui.New(tui.Options{Updates: w.Updates(), Fetcher: w, Context: ctx, Cluster: cfg.Cluster})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(o.streams.In), tea.WithOutput(o.streams.Out))

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
+	goldenpkg "github.com/kubectl-ambient/kubectl-ambient/internal/testing/golden"
+
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
 
@@ -18,7 +21,7 @@ import (
 // The captures in testdata/pcap were made by the real-traffic test
 // (pkg/diag/mtls TestRealTraffic with HBONE_WRITE_FIXTURES): real HBONE-like
 // mTLS, plaintext and TLS between two network namespaces.
-const pcapDir = "../../testdata/pcap"
+var pcapDir = fixtures.Rel("pcap")
 
 func runVerify(t *testing.T, stdin []byte, args ...string) (string, string, error) {
 	t.Helper()
@@ -30,25 +33,10 @@ func runVerify(t *testing.T, stdin []byte, args ...string) (string, string, erro
 	return out.String(), errOut.String(), err
 }
 
-// golden compares with testdata/verify-mtls/<name>.golden; UPDATE_GOLDEN=1 rewrites it.
+// golden compares with testdata/verify-mtls/<name>.golden; -update rewrites it.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "verify-mtls", name+".golden")
-	if os.Getenv("UPDATE_GOLDEN") == "1" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with UPDATE_GOLDEN=1 to create)", err)
-	}
-	if string(want) != got {
-		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	goldenpkg.AssertString(t, filepath.Join("testdata", "verify-mtls", name+".golden"), got)
 }
 
 func TestVerifyMTLSTable(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 )
 
 // readyObserver is an independent witness: raw watches on istio-system's
@@ -161,7 +161,7 @@ func BenchmarkInstall(b *testing.B) {
 	}
 }
 
-func waitNoPods(ctx context.Context, t testing.TB, lab *labtest.Lab, ns string) {
+func waitNoPods(ctx context.Context, t testing.TB, lab *kubelab.Lab, ns string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		pods, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})

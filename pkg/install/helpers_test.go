@@ -7,10 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
 
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
@@ -20,12 +21,11 @@ import (
 // repoRoot is the module root (tests run in pkg/install).
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return fixtures.RepoRoot()
 }
 
 func testCharts(t testing.TB, sub ...string) string {
-	return filepath.Join(append([]string{repoRoot(t), "testdata", "charts"}, sub...)...)
+	return fixtures.Path(append([]string{"charts"}, sub...)...)
 }
 
 // chartRepo is a real Helm repository (index.yaml + .tgz) served over HTTP

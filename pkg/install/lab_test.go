@@ -21,12 +21,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 )
 
 func TestMain(m *testing.M) {
-	labtest.Main(m, labtest.Options{Nodes: 3})
+	kubelab.Main(m, kubelab.Options{Nodes: 3})
 }
 
 // newInstaller builds an Installer the way the command does: from
@@ -91,7 +91,7 @@ func releases(t testing.TB, in *Installer) map[string]*release.Release {
 	return out
 }
 
-func helmCLI(t *testing.T, lab *labtest.Lab, args ...string) (string, bool) {
+func helmCLI(t *testing.T, lab *kubelab.Lab, args ...string) (string, bool) {
 	t.Helper()
 	bin := filepath.Join(lab.BinDir, "helm")
 	if _, err := os.Stat(bin); err != nil {
@@ -110,7 +110,7 @@ func helmCLI(t *testing.T, lab *labtest.Lab, args ...string) (string, bool) {
 	return string(out), true
 }
 
-func daemonSet(ctx context.Context, t testing.TB, lab *labtest.Lab, name string) *appsv1.DaemonSet {
+func daemonSet(ctx context.Context, t testing.TB, lab *kubelab.Lab, name string) *appsv1.DaemonSet {
 	t.Helper()
 	ds, err := lab.Clients.Kube.AppsV1().DaemonSets("istio-system").Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -119,7 +119,7 @@ func daemonSet(ctx context.Context, t testing.TB, lab *labtest.Lab, name string)
 	return ds
 }
 
-func schedulableNodes(ctx context.Context, t testing.TB, lab *labtest.Lab) int {
+func schedulableNodes(ctx context.Context, t testing.TB, lab *kubelab.Lab) int {
 	t.Helper()
 	nodes, err := lab.Clients.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -310,7 +310,7 @@ func TestLifecycle(t *testing.T) {
 	})
 
 	t.Run("a component that never becomes ready is rolled back", func(t *testing.T) {
-		broken, err := NewLocalSource(filepath.Join(repoRoot(t), "testdata", "install", "never-ready"))
+		broken, err := NewLocalSource(filepath.Join("testdata", "never-ready"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +400,7 @@ func TestLifecycle(t *testing.T) {
 	})
 
 	t.Run("never-ready fresh install: earlier components stay", func(t *testing.T) {
-		both, err := NewLocalSource(filepath.Join(repoRoot(t), "testdata", "install", "never-ready"), testCharts(t, "1.28.0"))
+		both, err := NewLocalSource(filepath.Join("testdata", "never-ready"), testCharts(t, "1.28.0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +420,7 @@ func TestLifecycle(t *testing.T) {
 	})
 
 	t.Run("ctrl-c during a wait, then a re-run converges", func(t *testing.T) {
-		both, err := NewLocalSource(filepath.Join(repoRoot(t), "testdata", "install", "never-ready"), testCharts(t, "1.28.0"))
+		both, err := NewLocalSource(filepath.Join("testdata", "never-ready"), testCharts(t, "1.28.0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -556,10 +556,10 @@ func TestRestrictedIdentityIsDenied(t *testing.T) {
 }
 
 // getLab returns the lab; lab tests are skipped with -short (make unit).
-func getLab(t testing.TB) *labtest.Lab {
+func getLab(t testing.TB) *kubelab.Lab {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the lab; skipped with -short")
 	}
-	return labtest.Get(t)
+	return kubelab.Get(t)
 }

@@ -3,18 +3,17 @@ package install
 import (
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/golden"
+
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"sigs.k8s.io/yaml"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/install")
 
 func TestProfileFromEmbeddedChart(t *testing.T) {
 	p := mustProfile(t)
@@ -150,7 +149,7 @@ func TestLocalSourceFindsChartsByName(t *testing.T) {
 		t.Errorf("missing version error = %v", err)
 	}
 	// The first path wins for a duplicate name and version.
-	both, err := NewLocalSource(filepath.Join(repoRoot(t), "testdata", "install", "never-ready"), testCharts(t, "1.28.0"))
+	both, err := NewLocalSource(filepath.Join("testdata", "never-ready"), testCharts(t, "1.28.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,19 +253,7 @@ func TestDryRunGolden(t *testing.T) {
 					t.Fatalf("rendered document does not parse: %v\n%s", err, doc)
 				}
 			}
-			golden := filepath.Join(repoRoot(t), "testdata", "install", "dry-run-"+tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("rendered manifests differ from %s (run with -update after checking the change)", golden)
-			}
+			golden.AssertString(t, filepath.Join("testdata", "dry-run-"+tc.name+".golden"), got)
 		})
 	}
 }

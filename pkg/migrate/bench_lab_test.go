@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
 )
 
@@ -56,7 +56,7 @@ func TestEnrollBenchmarkLab(t *testing.T) {
 		t.Skip("set KAMB_ENROLL_BENCH=1 to run the lab benchmark")
 	}
 	nsCount, podsPerNS := envInt("KAMB_ENROLL_BENCH_NS", 500), envInt("KAMB_ENROLL_BENCH_PODS", 20)
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	ctx := context.Background()
 	kc := lab.Clients.Kube
 	total := nsCount * podsPerNS
@@ -204,7 +204,7 @@ func TestEnrollBenchmarkLab(t *testing.T) {
 }
 
 // enrollLabels runs read, plan, access check and apply, logging each phase.
-func enrollLabels(t *testing.T, lab *labtest.Lab, names []string) {
+func enrollLabels(t *testing.T, lab *kubelab.Lab, names []string) {
 	t.Helper()
 	ctx, c := context.Background(), lab.Clients
 	start := time.Now()

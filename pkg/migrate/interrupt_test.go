@@ -16,14 +16,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/cni/cnisim"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cnisim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
 )
 
 // enrollFlow is what `enroll namespace` does, with an observer: one read,
 // plan, permission check, apply, verify.
-func enrollFlow(ctx context.Context, lab *labtest.Lab, names []string, workers int, obs migrate.Observer) error {
+func enrollFlow(ctx context.Context, lab *kubelab.Lab, names []string, workers int, obs migrate.Observer) error {
 	c := lab.Clients
 	snap, err := migrate.ReadSnapshot(ctx, c.Kube, c.Dynamic, c.Discovery)
 	if err != nil {
@@ -50,7 +50,7 @@ func enrollFlow(ctx context.Context, lab *labtest.Lab, names []string, workers i
 // nsState classifies a namespace against its labels before enrollment:
 // "untouched", "enrolled" (labels changed and journal consistent), or a
 // description of the half-done state that must never happen.
-func nsState(t *testing.T, lab *labtest.Lab, name string, before map[string]string) (state, journal string) {
+func nsState(t *testing.T, lab *kubelab.Lab, name string, before map[string]string) (state, journal string) {
 	t.Helper()
 	ns := getNS(t, lab, name)
 	raw, has := ns.Annotations[migrate.AnnotationJournal]
@@ -82,7 +82,7 @@ func nsState(t *testing.T, lab *labtest.Lab, name string, before map[string]stri
 // that a re-run converges without rewriting journals, and that unenroll
 // restores the labels.
 func TestEnrollInterruptedAtEachStep(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	// A ztunnel slow to accept pods keeps verification running (pods
 	// pending) long enough for the cancel at StepVerifyStarted to land.
 	startCNIWith(t, lab, cnisim.Options{Delay: time.Second, Workers: 32})
@@ -179,7 +179,7 @@ func TestEnrollInterruptedAtEachStep(t *testing.T) {
 // patch: the resourceVersion precondition makes the first patch fail, the
 // retry re-reads, keeps the concurrent edit and journals the fresh state.
 func TestEnrollRetriesOnConflict(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	ctx := context.Background()
 	c := lab.Clients
 	name := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
@@ -236,7 +236,7 @@ func TestEnrollRetriesOnConflict(t *testing.T) {
 // waypoint controller: it marks the Gateway Programmed through the status
 // subresource after a delay, and checks the label is not set before that.
 func TestEnrollWaypoint(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	installCRDs(t, lab)
 	ctx := context.Background()
 	c := lab.Clients
@@ -313,7 +313,7 @@ func TestEnrollWaypoint(t *testing.T) {
 // TestUnenrollWithoutJournal: a namespace enrolled by hand has no journal;
 // unenroll removes only the ambient label, keeps everything else, and says so.
 func TestUnenrollWithoutJournal(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	name := lab.Namespace(t, map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneAmbient, "team": "x"})
 	res, err := migrate.Unenroll(context.Background(), lab.Clients.Kube, nil, []string{name}, migrate.UnenrollOptions{})
 	if err != nil {

@@ -23,24 +23,24 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/cni/cnisim"
-	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/injector"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cnisim"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/injectorsim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
 )
 
-func TestMain(m *testing.M) { labtest.Main(m, labtest.Options{}) }
+func TestMain(m *testing.M) { kubelab.Main(m, kubelab.Options{}) }
 
 var crdOnce sync.Once
 
 // installCRDs installs the minimal Istio and Gateway API CRDs from testdata
 // once per lab and waits until they are served.
-func installCRDs(t *testing.T, lab *labtest.Lab) {
+func installCRDs(t *testing.T, lab *kubelab.Lab) {
 	t.Helper()
 	crdOnce.Do(func() {
-		lab.Kubectl(t, "apply", "-f", filepath.Join("..", "..", "testdata", "migrate", "crds.yaml"))
+		lab.Kubectl(t, "apply", "-f", filepath.Join("testdata", "crds.yaml"))
 		lab.Kubectl(t, "wait", "--for=condition=Established", "--timeout=60s", "crd",
 			"authorizationpolicies.security.istio.io", "peerauthentications.security.istio.io", "virtualservices.networking.istio.io",
 			"destinationrules.networking.istio.io", "envoyfilters.networking.istio.io", "sidecars.networking.istio.io", "gateways.gateway.networking.k8s.io")
@@ -49,14 +49,14 @@ func installCRDs(t *testing.T, lab *labtest.Lab) {
 
 // startCNI runs the test-only istio-cni stand-in until the test ends. It
 // writes enabled once per pod, as istio-cni does when ztunnel accepts pods.
-func startCNI(t *testing.T, lab *labtest.Lab) *cnisim.Controller {
+func startCNI(t *testing.T, lab *kubelab.Lab) *cnisim.Controller {
 	t.Helper()
 	return startCNIWith(t, lab, cnisim.Options{Workers: 32})
 }
 
 // startCNIWith runs the stand-in with opts (Delay: a ztunnel slow to accept
 // pods, so captures go through pending).
-func startCNIWith(t *testing.T, lab *labtest.Lab, opts cnisim.Options) *cnisim.Controller {
+func startCNIWith(t *testing.T, lab *kubelab.Lab, opts cnisim.Options) *cnisim.Controller {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := cnisim.New(lab.Clients.Kube, opts)
@@ -77,7 +77,7 @@ func startCNIWith(t *testing.T, lab *labtest.Lab, opts cnisim.Options) *cnisim.C
 // deployment creates a Deployment whose pods look injected when sidecar is
 // true: the real sidecar.istio.io/status annotation and an istio-proxy
 // container (with ISTIO_META_ENABLE_HBONE=true when hbone).
-func deployment(t *testing.T, lab *labtest.Lab, ns, name string, replicas int32, sidecar, hbone bool) *appsv1.Deployment {
+func deployment(t *testing.T, lab *kubelab.Lab, ns, name string, replicas int32, sidecar, hbone bool) *appsv1.Deployment {
 	t.Helper()
 	tmpl := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
@@ -107,7 +107,7 @@ func deployment(t *testing.T, lab *labtest.Lab, ns, name string, replicas int32,
 }
 
 // waitPods waits until ns has exactly n Running pods with IPs (and none terminating).
-func waitPods(t *testing.T, lab *labtest.Lab, ns string, n int) []corev1.Pod {
+func waitPods(t *testing.T, lab *kubelab.Lab, ns string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -130,7 +130,7 @@ func waitPods(t *testing.T, lab *labtest.Lab, ns string, n int) []corev1.Pod {
 	return pods
 }
 
-func podUIDs(t *testing.T, lab *labtest.Lab, ns string) map[string]types.UID {
+func podUIDs(t *testing.T, lab *kubelab.Lab, ns string) map[string]types.UID {
 	t.Helper()
 	l, err := lab.Clients.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -143,7 +143,7 @@ func podUIDs(t *testing.T, lab *labtest.Lab, ns string) map[string]types.UID {
 	return out
 }
 
-func getNS(t *testing.T, lab *labtest.Lab, name string) *corev1.Namespace {
+func getNS(t *testing.T, lab *kubelab.Lab, name string) *corev1.Namespace {
 	t.Helper()
 	ns, err := lab.Clients.Kube.CoreV1().Namespaces().Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -165,7 +165,7 @@ func run(t *testing.T, kubeconfig string, args ...string) (string, string, error
 }
 
 // waitAnnotations waits until no pod in ns carries the redirection annotation.
-func waitReleased(t *testing.T, lab *labtest.Lab, ns string) {
+func waitReleased(t *testing.T, lab *kubelab.Lab, ns string) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		l, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -188,7 +188,7 @@ func waitReleased(t *testing.T, lab *labtest.Lab, ns string) {
 // the real command, verifies capture with the CNI stand-in running, checks
 // status, unenrolls, unenrolls again, and re-enrolls. No pod is restarted.
 func TestEnrollEndToEnd(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	installCRDs(t, lab)
 	startCNI(t, lab)
 	plain := lab.Namespace(t, map[string]string{"team": "e2e"})
@@ -391,7 +391,7 @@ spec: {host: api, subsets: [{name: v1, labels: {version: v1}}]}
 
 // TestEnrollRefusals checks the errors that must change nothing at all.
 func TestEnrollRefusals(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	installCRDs(t, lab)
 	a := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
 	b := lab.Namespace(t, nil)
@@ -456,7 +456,7 @@ spec: {}
 // identity, for the permissions an enrollment needs: it must be told exactly
 // which are missing.
 func TestCheckAccessRestricted(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	cfg, err := lab.RestrictedConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -490,7 +490,7 @@ func writeFile(t *testing.T, path, s string) {
 	}
 }
 
-func writeAndApply(t *testing.T, lab *labtest.Lab, ns, doc string) {
+func writeAndApply(t *testing.T, lab *kubelab.Lab, ns, doc string) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "obj.yaml")
 	writeFile(t, p, doc)
@@ -501,7 +501,7 @@ func writeAndApply(t *testing.T, lab *labtest.Lab, ns, doc string) {
 // waits for each rollout, and stops at the first workload whose
 // PodDisruptionBudget allows no disruption.
 func TestRestartSidecarsRespectsPDB(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	ctx := context.Background()
 	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
 	deployment(t, lab, ns, "a", 2, true, true)
@@ -565,7 +565,7 @@ func TestRestartSidecarsRespectsPDB(t *testing.T) {
 // Either way the command stops at --timeout, lists each pod with its reason,
 // and exits non-zero, while the namespace stays enrolled with its journal.
 func TestEnrollVerifyTimeoutReportsPods(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	ns := lab.Namespace(t, nil)
 	lab.RunPod(t, ns, "lonely", lab.Nodes[0], nil)
 
@@ -616,7 +616,7 @@ func TestEnrollVerifyTimeoutReportsPods(t *testing.T) {
 
 // enrollRestarting runs `enroll namespace NS --restart-sidecars -o json` and
 // requires exactly the Deployment workload to have been restarted.
-func enrollRestarting(t *testing.T, lab *labtest.Lab, ns, workload string) (cmd.EnrollReport, string) {
+func enrollRestarting(t *testing.T, lab *kubelab.Lab, ns, workload string) (cmd.EnrollReport, string) {
 	t.Helper()
 	out, stderr, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--restart-sidecars", "--timeout", "60s", "--rollout-timeout", "90s", "-o", "json")
 	if err != nil {
@@ -635,7 +635,7 @@ func enrollRestarting(t *testing.T, lab *labtest.Lab, ns, workload string) (cmd.
 // TestEnrollRestartSidecarsCommand runs `enroll --restart-sidecars`: the
 // sidecar Deployment is restarted (new pod UIDs), the plain one is not.
 func TestEnrollRestartSidecarsCommand(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	startCNI(t, lab)
 	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled"})
 	deployment(t, lab, ns, "legacy", 2, true, true)
@@ -662,16 +662,16 @@ func TestEnrollRestartSidecarsCommand(t *testing.T) {
 // the new pods come back without a sidecar (the injector no longer selects
 // the namespace) and istio-cni (stand-in) captures them.
 func TestEnrollRestartCapturesPods(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	startCNI(t, lab)
 	ctx := context.Background()
 	scope := fmt.Sprintf("restart-%d", time.Now().UnixNano()%1_000_000)
-	inj, err := injector.Start(ctx, lab.Clients.Kube, injector.Options{Scope: scope})
+	inj, err := injectorsim.Start(ctx, lab.Clients.Kube, injectorsim.Options{Scope: scope})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(inj.Close)
-	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled", injector.ScopeLabel: scope})
+	ns := lab.Namespace(t, map[string]string{"istio-injection": "enabled", injectorsim.ScopeLabel: scope})
 	deployment(t, lab, ns, "web", 2, false, false) // a plain template: the webhook injects
 	before := map[types.UID]bool{}
 	for _, p := range waitPods(t, lab, ns, 2) {

@@ -18,7 +18,7 @@ import (
 // loadSnapshot reads a multi-document YAML fixture into a Snapshot.
 func loadSnapshot(t testing.TB, name string) *Snapshot {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "migrate", name))
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}

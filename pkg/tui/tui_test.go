@@ -3,21 +3,19 @@ package tui
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	goldenpkg "github.com/kubectl-ambient/kubectl-ambient/internal/testing/golden"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden frames in testdata/tui")
 
 var t0 = time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC)
 
@@ -338,22 +336,7 @@ func TestResizeKeepsCursorVisible(t *testing.T) {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("..", "..", "testdata", "tui", name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./pkg/tui -run Golden -update)", err)
-	}
-	if string(want) != got {
-		t.Fatalf("frame %s differs from %s (rerun with -update if intended)\n--- got\n%s\n--- want\n%s", name, path, got, want)
-	}
+	goldenpkg.AssertString(t, filepath.Join("testdata", name+".golden"), got)
 }
 
 func TestGoldenFrames(t *testing.T) {

@@ -10,18 +10,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/labtest"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 )
 
-func TestMain(m *testing.M) { labtest.Main(m, labtest.Options{Nodes: 3}) }
+func TestMain(m *testing.M) { kubelab.Main(m, kubelab.Options{Nodes: 3}) }
 
 // pluginEnv builds the plugin into a temp dir and returns an environment whose
 // PATH holds only that dir and the lab's kubectl, with a sandboxed HOME.
 func pluginEnv(t *testing.T, kubeconfig string) (kubectl string, env []string) {
 	t.Helper()
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	dir := t.TempDir()
-	bin := labtest.BuildBinary(t, labtest.PluginPackage, "-X github.com/kubectl-ambient/kubectl-ambient/pkg/version.Version=v9.9.9-e2e")
+	bin := kubelab.BuildBinary(t, kubelab.PluginPackage, "-X github.com/kubectl-ambient/kubectl-ambient/pkg/version.Version=v9.9.9-e2e")
 	if err := os.Symlink(bin, filepath.Join(dir, "kubectl-ambient")); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func run(t *testing.T, env []string, name string, args ...string) (string, strin
 }
 
 func TestKubectlFindsPlugin(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	kubectl, env := pluginEnv(t, lab.Kubeconfig)
 
 	out, stderr, err := run(t, env, kubectl, "plugin", "list")
@@ -116,7 +116,7 @@ func TestVersionWithoutCluster(t *testing.T) {
 }
 
 func TestCompletionThroughKubectl(t *testing.T) {
-	lab := labtest.Get(t)
+	lab := kubelab.Get(t)
 	kubectl, env := pluginEnv(t, lab.Kubeconfig)
 	// This is what the shell asks kubectl when the user types `kubectl ambient ver<TAB>`.
 	out, stderr, err := run(t, env, kubectl, "__complete", "ambient", "ver")

@@ -26,7 +26,7 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/watch"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/collector"
 )
 
 // CaptureLabel marks the capture pods verify-mtls creates, so leftovers can
@@ -253,7 +253,7 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Live
 	res.Logs = ztunnelLogs(ctx, kc, zpods, started, progress)
 	admin := o.Admin
 	if admin == nil {
-		admin = watch.PortForwardAdmin{Config: cfg, Client: kc}
+		admin = collector.PortForwardAdmin{Config: cfg, Client: kc}
 	}
 	res.Dumps = ztunnelDumps(ctx, admin, zpods, o.DumpTimeout, progress)
 	_, _ = fmt.Fprintf(progress, "captured %d packets, %d connections on %d node(s)\n", res.Stats.Packets, len(res.Flows), len(res.Nodes))

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/hbone"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
@@ -25,7 +25,7 @@ func requireTools(t *testing.T) {
 		t.Skip("real-traffic test creates network namespaces (root); skipped with -short")
 	}
 	var missing []string
-	if why := hbone.Available(); why != "" {
+	if why := hbonesim.Available(); why != "" {
 		missing = append(missing, why)
 	}
 	for _, tool := range []string{"tcpdump", "tshark"} {
@@ -51,16 +51,16 @@ type capturedPhase struct {
 
 // capturePhase captures traffic() twice at once, with AF_PACKET in B and
 // tcpdump -i any (SLL2) in A.
-func capturePhase(t *testing.T, topo *hbone.Topology, dir, name string, traffic func(ctx context.Context) error) capturedPhase {
+func capturePhase(t *testing.T, topo *hbonesim.Topology, dir, name string, traffic func(ctx context.Context) error) capturedPhase {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	p := capturedPhase{name: name, afpacket: filepath.Join(dir, name+"-afpacket.pcap"), tcpdumpSL: filepath.Join(dir, name+"-any-sll2.pcap")}
-	capt, err := hbone.CaptureAFPacket(topo.B, topo.VethB, p.afpacket)
+	capt, err := hbonesim.CaptureAFPacket(topo.B, topo.VethB, p.afpacket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := hbone.StartTcpdump(ctx, topo.A, "any", p.tcpdumpSL, "-y", "LINUX_SLL2")
+	td, err := hbonesim.StartTcpdump(ctx, topo.A, "any", p.tcpdumpSL, "-y", "LINUX_SLL2")
 	if err != nil {
 		_, _ = capt.Stop()
 		t.Fatal(err)
@@ -118,7 +118,7 @@ var tlsVersionNames = map[string]string{"0x0301": "1.0", "0x0302": "1.1", "0x030
 func tsharkHellos(t *testing.T, path string, hsType int) []tsharkHello {
 	t.Helper()
 	out, err := exec.Command("tshark", "-n", "-r", path,
-		"-d", "tcp.port==15008,tls", "-d", fmt.Sprintf("tcp.port==%d,tls", hbone.TLSPort),
+		"-d", "tcp.port==15008,tls", "-d", fmt.Sprintf("tcp.port==%d,tls", hbonesim.TLSPort),
 		"-Y", fmt.Sprintf("tls.handshake.type==%d", hsType),
 		"-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,",
 		"-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport",
@@ -212,7 +212,7 @@ func summarize(flows []pcap.Flow) string {
 // workloads and certificates of the traffic: identities from config_dump
 // alone agree with what the access log of the real mTLS tunnels says, and
 // the certificates' states are reported.
-func checkDumpJoin(t *testing.T, flows []pcap.Flow, pods PodMap, logs []AccessLogEntry, full, noServerCert ZtunnelDump, sc *hbone.Scenario) {
+func checkDumpJoin(t *testing.T, flows []pcap.Flow, pods PodMap, logs []AccessLogEntry, full, noServerCert ZtunnelDump, sc *hbonesim.Scenario) {
 	t.Helper()
 	now := time.Now()
 	// config_dump alone, its workloads as the pod map.
@@ -267,12 +267,12 @@ func findRow(rep *Report, client, server string, port uint16) *Row {
 func TestRealTraffic(t *testing.T) {
 	requireTools(t)
 	pid := os.Getpid()
-	topo, err := hbone.NewTopology(fmt.Sprintf("%d", pid%100000), 100+pid%100)
+	topo, err := hbonesim.NewTopology(fmt.Sprintf("%d", pid%100000), 100+pid%100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(topo.Close)
-	sc, err := hbone.StartScenario(topo)
+	sc, err := hbonesim.StartScenario(topo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestRealTraffic(t *testing.T) {
 	// ztunnel's config_dump for these workloads, with certificates from the
 	// same CA that authenticated the tunnels; the server's node ztunnel
 	// lost its certificate in the second dump.
-	dumpWorkloads := []hbone.DumpWorkload{
+	dumpWorkloads := []hbonesim.DumpWorkload{
 		{IP: client, Namespace: "a", Name: "client", ServiceAccount: "x", Protocol: "HBONE", Cert: true},
 		{IP: legacy, Namespace: "a", Name: "legacy", ServiceAccount: "default", Protocol: "TCP"},
 		{IP: topo.AddrB, Namespace: "b", Name: "server", ServiceAccount: "y", Protocol: "HBONE", Cert: true},
@@ -346,13 +346,13 @@ func TestRealTraffic(t *testing.T) {
 				t.Errorf("identities = %q, want %q", hb.Identities, wantID)
 			}
 			checkDumpJoin(t, flows, pods, logs, fullDump, noServerCert, sc)
-			if r := findRow(rep, "a/legacy", "b/server", hbone.HTTPPort); r == nil || r.Class != pcap.ClassPlaintext || r.Verdict != Info {
+			if r := findRow(rep, "a/legacy", "b/server", hbonesim.HTTPPort); r == nil || r.Class != pcap.ClassPlaintext || r.Verdict != Info {
 				t.Errorf("plaintext row from outside the mesh = %+v", r)
 			}
-			if r := findRow(rep, "a/legacy", "b/server", hbone.TLSPort); r == nil || r.Class != pcap.ClassTLS || r.SNI != hbone.TLSServer {
+			if r := findRow(rep, "a/legacy", "b/server", hbonesim.TLSPort); r == nil || r.Class != pcap.ClassTLS || r.SNI != hbonesim.TLSServer {
 				t.Errorf("TLS row = %+v", r)
 			}
-			if findRow(rep, "a/client", "b/server", hbone.EchoPort) != nil {
+			if findRow(rep, "a/client", "b/server", hbonesim.EchoPort) != nil {
 				t.Errorf("the app port appeared on the wire between enrolled pods")
 			}
 		})
@@ -365,7 +365,7 @@ func TestRealTraffic(t *testing.T) {
 			if rep.Passed {
 				t.Fatalf("negative control passed: %+v", rep.Pairs)
 			}
-			r := findRow(rep, "a/client", "b/server", hbone.HTTPPort)
+			r := findRow(rep, "a/client", "b/server", hbonesim.HTTPPort)
 			if r == nil || r.Verdict != Fail || r.Class != pcap.ClassPlaintext {
 				t.Fatalf("plaintext row = %+v", r)
 			}
@@ -390,7 +390,7 @@ func TestRealTraffic(t *testing.T) {
 	}
 
 	if out := os.Getenv("HBONE_WRITE_FIXTURES"); out != "" {
-		// Regenerate the checked-in fixtures: HBONE_WRITE_FIXTURES=$PWD/testdata/pcap
+		// Regenerate the checked-in fixtures: HBONE_WRITE_FIXTURES=$PWD/../../../internal/testing/fixtures/testdata/pcap
 		for _, f := range []string{good.afpacket, good.tcpdumpSL, bad.afpacket, bad.tcpdumpSL} {
 			b, err := os.ReadFile(f)
 			if err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap/pcaptest"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/pcapgen"
 )
 
 // Benchmark capture: 10,000 HBONE-like flows of 150 packets each (1.5M
@@ -82,7 +82,7 @@ func benchCapture(b *testing.B) string {
 }
 
 type benchFlow struct {
-	c    *pcaptest.Conn
+	c    *pcapgen.Conn
 	step int
 }
 
@@ -93,7 +93,7 @@ func writeBenchCapture(path string) (int, error) {
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	w, err := pcaptest.NewWriter(bw, layers.LinkTypeEthernet, 0)
+	w, err := pcapgen.NewWriter(bw, layers.LinkTypeEthernet, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -115,7 +115,7 @@ func writeBenchCapture(path string) (int, error) {
 		next++
 		client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(30000+i%30000))
 		server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 2, byte(i % 50), 1}), 15008)
-		return &benchFlow{c: pcaptest.NewConn(client, server)}
+		return &benchFlow{c: pcapgen.NewConn(client, server)}
 	}
 	for len(active) < benchActive && next < benchFlowsVar {
 		active = append(active, newFlow())

@@ -18,8 +18,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/kubectl-ambient/kubectl-ambient/hack/sim/hbone"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap/pcaptest"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/pcapgen"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 )
 
 // recorded conversations are made once per test binary: real TLS 1.3
@@ -27,14 +27,14 @@ import (
 var (
 	recOnce                                 sync.Once
 	recErr                                  error
-	recHBONE, recTLS, recPlain, recSNI15008 pcaptest.Conversation
-	recIstioMTLS                            pcaptest.Conversation
+	recHBONE, recTLS, recPlain, recSNI15008 pcapgen.Conversation
+	recIstioMTLS                            pcapgen.Conversation
 )
 
-func conv(chunks []hbone.Chunk) pcaptest.Conversation {
-	out := make(pcaptest.Conversation, len(chunks))
+func conv(chunks []hbonesim.Chunk) pcapgen.Conversation {
+	out := make(pcapgen.Conversation, len(chunks))
 	for i, c := range chunks {
-		out[i] = pcaptest.Chunk{FromClient: c.FromClient, Data: c.Data}
+		out[i] = pcapgen.Chunk{FromClient: c.FromClient, Data: c.Data}
 	}
 	return out
 }
@@ -42,7 +42,7 @@ func conv(chunks []hbone.Chunk) pcaptest.Conversation {
 func recordings(t testing.TB) {
 	t.Helper()
 	recOnce.Do(func() {
-		ca, err := hbone.NewCA("cluster.local")
+		ca, err := hbonesim.NewCA("cluster.local")
 		if err != nil {
 			recErr = err
 			return
@@ -50,14 +50,14 @@ func recordings(t testing.TB) {
 		x, _ := ca.Issue("a", "x")
 		y, _ := ca.Issue("b", "y")
 		web, _ := ca.IssueDNS("web.example.test")
-		c, err := hbone.RecordHBONE(ca, x, y, ca.SPIFFEID("b", "y"), "10.99.0.2:8080", []byte("hello through the tunnel"))
+		c, err := hbonesim.RecordHBONE(ca, x, y, ca.SPIFFEID("b", "y"), "10.99.0.2:8080", []byte("hello through the tunnel"))
 		if err != nil {
 			recErr = err
 			return
 		}
 		recHBONE = conv(c)
 		cli := &tls.Config{ServerName: "web.example.test", RootCAs: ca.Pool, NextProtos: []string{"http/1.1"}}
-		c, err = hbone.RecordTLS(cli, &tls.Config{Certificates: []tls.Certificate{web}, NextProtos: []string{"http/1.1"}}, []byte("GET / HTTP/1.1\r\n\r\n"))
+		c, err = hbonesim.RecordTLS(cli, &tls.Config{Certificates: []tls.Certificate{web}, NextProtos: []string{"http/1.1"}}, []byte("GET / HTTP/1.1\r\n\r\n"))
 		if err != nil {
 			recErr = err
 			return
@@ -66,7 +66,7 @@ func recordings(t testing.TB) {
 		// An HBONE-looking client that sends SNI: not what ztunnel does.
 		cfg := ca.ClientConfig(x, ca.SPIFFEID("b", "y"))
 		cfg.ServerName = "sneaky.example.test"
-		c, err = hbone.RecordTLS(cfg, ca.ServerConfig(y), []byte("x"))
+		c, err = hbonesim.RecordTLS(cfg, ca.ServerConfig(y), []byte("x"))
 		if err != nil {
 			recErr = err
 			return
@@ -77,13 +77,13 @@ func recordings(t testing.TB) {
 		scli.NextProtos = []string{"istio-peer-exchange", "istio"}
 		ssrv := ca.ServerConfig(y)
 		ssrv.NextProtos = []string{"istio"}
-		c, err = hbone.RecordTLS(scli, ssrv, []byte("app bytes"))
+		c, err = hbonesim.RecordTLS(scli, ssrv, []byte("app bytes"))
 		if err != nil {
 			recErr = err
 			return
 		}
 		recIstioMTLS = conv(c)
-		c, err = hbone.RecordPlain("10.99.0.2:8080", "/")
+		c, err = hbonesim.RecordPlain("10.99.0.2:8080", "/")
 		if err != nil {
 			recErr = err
 			return
@@ -112,15 +112,15 @@ func decodeBytes(t testing.TB, b []byte) (*Decoder, []Flow) {
 	return d, d.Flows()
 }
 
-func writeConv(t testing.TB, lt layers.LinkType, vlan uint16, client, server netip.AddrPort, c pcaptest.Conversation) []byte {
+func writeConv(t testing.TB, lt layers.LinkType, vlan uint16, client, server netip.AddrPort, c pcapgen.Conversation) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := pcaptest.NewWriter(&buf, lt, 0)
+	w, err := pcapgen.NewWriter(&buf, lt, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.VLAN = vlan
-	if err := w.WriteConversation(pcaptest.NewConn(client, server), c); err != nil {
+	if err := w.WriteConversation(pcapgen.NewConn(client, server), c); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -141,7 +141,7 @@ func TestClassifyRecordedConversations(t *testing.T) {
 		lt             layers.LinkType
 		vlan           uint16
 		client, server netip.AddrPort
-		conv           func() pcaptest.Conversation
+		conv           func() pcapgen.Conversation
 		class          Class
 		version        string
 		alpn           []string
@@ -149,28 +149,28 @@ func TestClassifyRecordedConversations(t *testing.T) {
 		evidence       string
 		note           string
 	}{
-		{name: "hbone ethernet ipv4", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
-		{name: "hbone sll2 ipv6", lt: layers.LinkTypeLinuxSLL2, client: cli6, server: srv6, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
-		{name: "hbone raw ipv4", lt: layers.LinkTypeRaw, client: cli4, server: srv4, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
-		{name: "hbone raw ipv6", lt: layers.LinkTypeRaw, client: cli6, server: srv6, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
-		{name: "hbone vlan", lt: layers.LinkTypeEthernet, vlan: 42, client: cli4, server: srv4, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
-		{name: "hbone bsd loopback", lt: layers.LinkTypeNull, client: cli6, server: srv6, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
-		{name: "plain tls with sni", lt: layers.LinkTypeEthernet, client: cli4, server: netip.MustParseAddrPort("10.99.0.2:8443"), conv: func() pcaptest.Conversation { return recTLS }, class: ClassTLS, version: "1.3", alpn: []string{"http/1.1"}, sni: "web.example.test"},
-		{name: "sni on 15008 is not hbone", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcaptest.Conversation { return recSNI15008 }, class: ClassTLS, version: "1.3", alpn: []string{"h2"}, sni: "sneaky.example.test", note: "carries SNI"},
-		{name: "hbone bytes on an app port are tls", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcaptest.Conversation { return recHBONE }, class: ClassTLS, version: "1.3", alpn: []string{"h2"}},
-		{name: "sidecar istio mtls", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcaptest.Conversation { return recIstioMTLS }, class: ClassTLS, version: "1.3", alpn: []string{"istio-peer-exchange", "istio"}},
-		{name: "plaintext http", lt: layers.LinkTypeLinuxSLL2, client: cli4, server: app4, conv: func() pcaptest.Conversation { return recPlain }, class: ClassPlaintext, evidence: "client sent HTTP/1 request or response"},
-		{name: "plaintext on 15008", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcaptest.Conversation { return recPlain }, class: ClassPlaintext, evidence: "HTTP/1"},
-		{name: "h2 preface", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcaptest.Conversation {
-			return pcaptest.Conversation{{FromClient: true, Data: []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")}}
+		{name: "hbone ethernet ipv4", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
+		{name: "hbone sll2 ipv6", lt: layers.LinkTypeLinuxSLL2, client: cli6, server: srv6, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
+		{name: "hbone raw ipv4", lt: layers.LinkTypeRaw, client: cli4, server: srv4, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
+		{name: "hbone raw ipv6", lt: layers.LinkTypeRaw, client: cli6, server: srv6, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
+		{name: "hbone vlan", lt: layers.LinkTypeEthernet, vlan: 42, client: cli4, server: srv4, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
+		{name: "hbone bsd loopback", lt: layers.LinkTypeNull, client: cli6, server: srv6, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassHBONE, version: "1.3", alpn: []string{"h2"}},
+		{name: "plain tls with sni", lt: layers.LinkTypeEthernet, client: cli4, server: netip.MustParseAddrPort("10.99.0.2:8443"), conv: func() pcapgen.Conversation { return recTLS }, class: ClassTLS, version: "1.3", alpn: []string{"http/1.1"}, sni: "web.example.test"},
+		{name: "sni on 15008 is not hbone", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcapgen.Conversation { return recSNI15008 }, class: ClassTLS, version: "1.3", alpn: []string{"h2"}, sni: "sneaky.example.test", note: "carries SNI"},
+		{name: "hbone bytes on an app port are tls", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcapgen.Conversation { return recHBONE }, class: ClassTLS, version: "1.3", alpn: []string{"h2"}},
+		{name: "sidecar istio mtls", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcapgen.Conversation { return recIstioMTLS }, class: ClassTLS, version: "1.3", alpn: []string{"istio-peer-exchange", "istio"}},
+		{name: "plaintext http", lt: layers.LinkTypeLinuxSLL2, client: cli4, server: app4, conv: func() pcapgen.Conversation { return recPlain }, class: ClassPlaintext, evidence: "client sent HTTP/1 request or response"},
+		{name: "plaintext on 15008", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcapgen.Conversation { return recPlain }, class: ClassPlaintext, evidence: "HTTP/1"},
+		{name: "h2 preface", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcapgen.Conversation {
+			return pcapgen.Conversation{{FromClient: true, Data: []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")}}
 		}, class: ClassPlaintext, evidence: "HTTP/2 connection preface"},
-		{name: "binary non-tls", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcaptest.Conversation {
-			return pcaptest.Conversation{{FromClient: true, Data: []byte{0, 0, 0, 8, 4, 210, 22, 47}}}
+		{name: "binary non-tls", lt: layers.LinkTypeEthernet, client: cli4, server: app4, conv: func() pcapgen.Conversation {
+			return pcapgen.Conversation{{FromClient: true, Data: []byte{0, 0, 0, 8, 4, 210, 22, 47}}}
 		}, class: ClassPlaintext, evidence: "not a TLS record"},
-		{name: "server speaks first", lt: layers.LinkTypeEthernet, client: cli4, server: netip.MustParseAddrPort("10.99.0.2:25"), conv: func() pcaptest.Conversation {
-			return pcaptest.Conversation{{FromClient: false, Data: []byte("220 mail ESMTP ready\r\n")}}
+		{name: "server speaks first", lt: layers.LinkTypeEthernet, client: cli4, server: netip.MustParseAddrPort("10.99.0.2:25"), conv: func() pcapgen.Conversation {
+			return pcapgen.Conversation{{FromClient: false, Data: []byte("220 mail ESMTP ready\r\n")}}
 		}, class: ClassPlaintext, evidence: "server sent"},
-		{name: "no payload", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcaptest.Conversation { return nil }, class: ClassNoPayload},
+		{name: "no payload", lt: layers.LinkTypeEthernet, client: cli4, server: srv4, conv: func() pcapgen.Conversation { return nil }, class: ClassNoPayload},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,14 +217,14 @@ func TestClassifyRecordedConversations(t *testing.T) {
 // writeSegments writes the conversation with custom segmentation: the first
 // client chunk (the ClientHello) is cut into pieces written in order, with a
 // duplicate and a reordering, and an optional snaplen on every packet.
-func writeSegments(t *testing.T, c pcaptest.Conversation, pieces []int, order []int, snap int, lt layers.LinkType) []byte {
+func writeSegments(t *testing.T, c pcapgen.Conversation, pieces []int, order []int, snap int, lt layers.LinkType) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := pcaptest.NewWriter(&buf, lt, 0)
+	w, err := pcapgen.NewWriter(&buf, lt, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cn := pcaptest.NewConn(cli4, srv4)
+	cn := pcapgen.NewConn(cli4, srv4)
 	if err := w.Handshake(cn); err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +244,13 @@ func writeSegments(t *testing.T, c pcaptest.Conversation, pieces []int, order []
 	base := cn.Seq(true)
 	for _, i := range order {
 		s := segs[i]
-		err := w.Segment(cn, true, base+uint32(s.off), pcaptest.Flags{ACK: true}, ch[s.off:s.off+s.n], snap)
+		err := w.Segment(cn, true, base+uint32(s.off), pcapgen.Flags{ACK: true}, ch[s.off:s.off+s.n], snap)
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Advance the connection past the hello, then send the rest normally.
-	pcaptest.Advance(cn, true, len(ch))
+	pcapgen.Advance(cn, true, len(ch))
 	for _, x := range c[1:] {
 		if err := w.Send(cn, x.FromClient, x.Data); err != nil {
 			t.Fatal(err)
@@ -326,7 +326,7 @@ func TestMidStreamCapture(t *testing.T) {
 	recordings(t)
 	for _, tc := range []struct {
 		name  string
-		c     pcaptest.Conversation
+		c     pcapgen.Conversation
 		class Class
 	}{
 		{name: "tls application data", c: recHBONE, class: ClassTLS},
@@ -334,14 +334,14 @@ func TestMidStreamCapture(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			w, err := pcaptest.NewWriter(&buf, layers.LinkTypeEthernet, 0)
+			w, err := pcapgen.NewWriter(&buf, layers.LinkTypeEthernet, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cn := pcaptest.NewConn(cli4, srv4)
+			cn := pcapgen.NewConn(cli4, srv4)
 			// The handshake happened before the capture started.
-			pcaptest.Advance(cn, true, 1)
-			pcaptest.Advance(cn, false, 1)
+			pcapgen.Advance(cn, true, 1)
+			pcapgen.Advance(cn, false, 1)
 			skip := 0
 			if tc.class == ClassTLS {
 				// Skip the hellos: the capture starts at application data.
@@ -349,7 +349,7 @@ func TestMidStreamCapture(t *testing.T) {
 			}
 			for i, x := range tc.c {
 				if i < skip {
-					pcaptest.Advance(cn, x.FromClient, len(x.Data))
+					pcapgen.Advance(cn, x.FromClient, len(x.Data))
 					continue
 				}
 				if err := w.Send(cn, x.FromClient, x.Data); err != nil {

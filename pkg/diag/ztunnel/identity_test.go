@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
 )
 
 func TestParseIdentityDump(t *testing.T) {
@@ -14,15 +16,15 @@ func TestParseIdentityDump(t *testing.T) {
 		wantCerts int
 		wantConns int
 	}{
-		{file: "configdump_array.json", wantIDs: map[string]string{
+		{file: filepath.Join("testdata", "configdump_array.json"), wantIDs: map[string]string{
 			"10.244.1.5": "spiffe://cluster.local/ns/shop/sa/web",
 			"10.244.1.6": "spiffe://cluster.local/ns/shop/sa/db",
 		}, wantCerts: 2},
-		{file: "configdump_object.json", wantIDs: map[string]string{
+		{file: filepath.Join("testdata", "configdump_object.json"), wantIDs: map[string]string{
 			"10.244.1.5": "spiffe://cluster.local/ns/shop/sa/web",
 			"10.244.1.6": "spiffe://cluster.local/ns/shop/sa/db",
 		}},
-		{file: "../../../../testdata/pcap/ztunnel-config_dump.json", wantIDs: map[string]string{
+		{file: fixtures.Path("pcap", "ztunnel-config_dump.json"), wantIDs: map[string]string{
 			"10.99.163.1": "spiffe://cluster.local/ns/a/sa/x",
 			"10.99.163.2": "spiffe://cluster.local/ns/b/sa/y",
 			"10.99.163.3": "spiffe://cluster.local/ns/a/sa/default",
@@ -30,7 +32,7 @@ func TestParseIdentityDump(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			body, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			body, err := os.ReadFile(tt.file)
 			if err != nil {
 				t.Fatal(err)
 			}
