@@ -31,10 +31,12 @@ const (
 // runCLI runs the built binary and returns stdout, stderr and the exit code.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	// Build first: the 60 s are the command's, not a cold build's.
+	bin := kubelab.BuildBinary(t, kubelab.PluginPackage)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	c := exec.CommandContext(ctx, kubelab.BuildBinary(t, kubelab.PluginPackage), args...)
+	c := exec.CommandContext(ctx, bin, args...)
 	c.Stdout, c.Stderr = &out, &errOut
 	c.Env = append(os.Environ(), "KUBECONFIG=/nonexistent")
 	err := c.Run()
