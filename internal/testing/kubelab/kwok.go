@@ -10,7 +10,9 @@ const NodeAnnotation = "kwok.x-k8s.io/node"
 
 // kwokConfig renders kwok's --config file: its options, the Stages that move
 // nodes and pods through their lifecycle (kwok v0.8 ships none built in), and
-// the cluster-wide exec, logs and port-forward rules for fake pods.
+// the cluster-wide exec, logs and port-forward rules for fake pods. Exec'd
+// commands carry ExecMarkerEnv (the lab's directory) so Stop finds and ends
+// every one of them.
 func kwokConfig(o kwokOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: config.kwok.x-k8s.io/v1alpha1
@@ -40,6 +42,9 @@ spec:
   execs:
   - local:
       workDir: %q
+      envs:
+      - name: %s
+        value: %q
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterLogs
@@ -49,7 +54,7 @@ spec:
   logs:
   - logsFile: %q
     follow: true
-`, o.WorkDir, o.LogsFile)
+`, o.WorkDir, ExecMarkerEnv, o.WorkDir, o.LogsFile)
 	return b.String()
 }
 

@@ -92,7 +92,19 @@ type Lab struct {
 	lastPhase time.Time
 	forwards  portForwards
 	startedAt time.Time
+	reaped    int
+	leftover  string
 }
+
+// ExecProcesses lists the processes (pid and command line) still running that
+// kwok started for `kubectl exec` into this lab's pods, or that those started.
+// Empty when none run.
+func (l *Lab) ExecProcesses() string { return describePids(execProcesses(l.Dir)) }
+
+// StopReport says what Stop had to end and what outlived it: the processes
+// that kwok exec'd and nobody ended (Stop ends them), and any that survived
+// even SIGKILL. Empty before Stop and when nothing was left.
+func (l *Lab) StopReport() (reaped int, leftover string) { return l.reaped, l.leftover }
 
 // DefaultBinDir is where hack/lab/build.sh puts the binaries:
 // $LAB_HOME/bin, or $XDG_CACHE_HOME (~/.cache)/kubectl-ambient/lab/bin.
@@ -413,9 +425,14 @@ func (l *Lab) start(name, bin string, args []string) (*process, error) {
 // watchdogScript waits for the owner process to die, then removes what the
 // kernel does not: the network namespace (only while the slot's claim still
 // names this lab), the etcd data and the temporary lab directory. The
-// components themselves die with their owner (Pdeathsig).
+// components themselves die with their owner (Pdeathsig); the commands kwok
+// exec'd do not, so it kills every process carrying the lab's exec marker
+// (ExecMarkerEnv, spelled out in the script).
 const watchdogScript = `owner=$1 dir=$2 claim=$3 netns=$4 veth=$5 etcd=$6 owndir=$7 lock=$8
 while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+for f in /proc/[0-9]*/environ; do
+  if grep -qzx "KUBELAB_EXEC=$dir" "$f" 2>/dev/null; then p=${f#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null; fi
+done
 if [ -n "$netns" ] && command -v flock >/dev/null 2>&1; then exec 9>>"$lock"; flock 9; fi
 if [ -n "$netns" ] && [ "$(sed -n 2p "$claim" 2>/dev/null)" = "$dir" ]; then
   ip link del "$veth" 2>/dev/null; ip netns del "$netns" 2>/dev/null; rm -f "$claim"
@@ -469,6 +486,12 @@ func (l *Lab) StartTimings() string { return strings.Join(l.phases, ", ") }
 func (l *Lab) Stop() {
 	l.stopOnce.Do(func() {
 		stopAll(l.procs, 3*time.Second)
+		// After kwok: it starts no new ones then.
+		if found, left := reapExecs(l.Dir, 2*time.Second); len(left) > 0 {
+			l.leftover = describePids(left)
+		} else if len(found) > 0 {
+			l.reaped = len(found)
+		}
 		if l.net != nil && l.net.NetNS != "" {
 			if unlock, err := lockSlots(); err == nil {
 				if claimOwner(l.net.Slot) == l.Dir {

@@ -247,3 +247,81 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ExecMarkerEnv is set, to the lab's directory, in the environment of every
+// command kwok runs for `kubectl exec` into a fake pod (ClusterExec envs),
+// and inherited by whatever that command starts. kwok v0.8 runs the command
+// itself (no wrapper can be put in front of it), does not end it when the
+// exec stream ends, and commands such as timeout(1) move into a process
+// group of their own, so neither kwok's process group nor the stream finds
+// them all; the marker does.
+const ExecMarkerEnv = "KUBELAB_EXEC"
+
+// execProcesses lists the live processes that carry dir's exec marker.
+func execProcesses(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	// NUL-separated entries: match a whole one, the first included.
+	want := []byte("\x00" + ExecMarkerEnv + "=" + dir + "\x00")
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), want) {
+			continue
+		}
+		if (&process{pid: pid}).alive() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// describePids names each pid with its command line, for reports.
+func describePids(pids []int) string {
+	parts := make([]string, 0, len(pids))
+	for _, pid := range pids {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		parts = append(parts, fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// reapExecs ends every process kwok exec'd for the lab in dir (and what they
+// started): SIGTERM, up to grace to exit, then SIGKILL. It returns what was
+// running before and what still runs after.
+func reapExecs(dir string, grace time.Duration) (found, left []int) {
+	found = execProcesses(dir)
+	if len(found) == 0 {
+		return nil, nil
+	}
+	signalAll := func(pids []int, sig syscall.Signal) {
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
+	signalAll(found, syscall.SIGTERM)
+	left = waitExecsGone(dir, grace)
+	if len(left) > 0 {
+		signalAll(left, syscall.SIGKILL)
+		left = waitExecsGone(dir, 5*time.Second)
+	}
+	return found, left
+}
+
+func waitExecsGone(dir string, d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for {
+		left := execProcesses(dir)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -561,3 +561,65 @@ func TestConcurrentLabs(t *testing.T) {
 		t.Fatalf("namespace %s of lab a seen in lab b: %v", ns.Name, err)
 	}
 }
+
+// TestExecProcessesEndWithTheLab: commands started by `kubectl exec` into a
+// fake pod run on this host under kwok. Ending the exec stream does not end
+// them (kwok v0.8 does not), and timeout(1), which the live capture runs in
+// front of tcpdump, leaves kwok's process group; the lab's Stop still ends
+// every one of them within seconds, so no test leaves one running.
+func TestExecProcessesEndWithTheLab(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test skipped under -short")
+	}
+	if err := kubelab.Built(); err != nil {
+		t.Skip(err)
+	}
+	lab, err := kubelab.Start(context.Background(), kubelab.Options{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Stop()
+	// Not lab.Namespace: its clean-up would run against the stopped lab.
+	ns := "default"
+	lab.RunPod(t, ns, "capture", lab.Nodes[0], nil)
+	for _, cmdline := range [][]string{{"sleep", "600"}, {"timeout", "-s", "INT", "600", "sleep", "601"}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, lab.KubectlPath(), append([]string{"--kubeconfig=" + lab.Kubeconfig, "exec", "-n", ns, "capture", "--"}, cmdline...)...)
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		want := strings.Join(cmdline, " ")
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(lab.ExecProcesses(), "("+want+")") {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("%q not running under kwok after 30s; exec'd processes: %s", want, lab.ExecProcesses())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// End the stream: the client goes away as a killed test's would.
+		cancel()
+		_ = cmd.Wait()
+	}
+	time.Sleep(time.Second)
+	running := lab.ExecProcesses()
+	t.Logf("after the exec streams ended: %s", running)
+	if running == "" {
+		t.Fatal("no exec'd process found after the streams ended; the test cannot show that Stop ends them")
+	}
+	begin := time.Now()
+	lab.Stop()
+	if left := lab.ExecProcesses(); left != "" {
+		t.Fatalf("still running %s after Stop: %s", time.Since(begin).Round(time.Millisecond), left)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("Stop took %s", took)
+	}
+	reaped, leftover := lab.StopReport()
+	// Stopping kwok's process group ends the plain sleep; timeout and its
+	// sleep are outside that group, so only the marker finds them.
+	if reaped < 1 || leftover != "" {
+		t.Errorf("StopReport = %d reaped, leftover %q; want timeout's processes reaped and none left", reaped, leftover)
+	}
+}

@@ -88,6 +88,9 @@ func StopDir(dir string) error {
 	}
 	stopAll(procs, 3*time.Second)
 	var still []string
+	if _, left := reapExecs(dir, 2*time.Second); len(left) > 0 {
+		still = append(still, "exec'd "+describePids(left))
+	}
 	for _, p := range procs {
 		if p.alive() {
 			still = append(still, fmt.Sprintf("%s (pid %d)", p.name, p.pid))

@@ -69,16 +69,34 @@ func Main(m *testing.M, opts Options) {
 
 func run(m *testing.M) int {
 	defer removeBuilds()
-	defer stopShared()
-	return m.Run()
+	code := m.Run()
+	if err := stopShared(); err != nil {
+		fmt.Fprintf(os.Stderr, "kubelab: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }
 
-func stopShared() {
+// stopShared stops the test binary's lab. It fails when a process that
+// `kubectl exec` started in the lab outlived the stop (not even SIGKILL
+// ended it), and reports (without failing) the ones Stop had to end.
+func stopShared() error {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	if shared.lab != nil {
-		shared.lab.Stop()
+	if shared.lab == nil {
+		return nil
 	}
+	shared.lab.Stop()
+	reaped, left := shared.lab.StopReport()
+	if reaped > 0 {
+		fmt.Fprintf(os.Stderr, "kubelab: stop ended %d process(es) that kubectl exec had started and nobody ended\n", reaped)
+	}
+	if left != "" {
+		return fmt.Errorf("processes started by kubectl exec in the lab outlived it: %s", left)
+	}
+	return nil
 }
 
 // Get returns the test binary's lab, starting it on first use. Without the
