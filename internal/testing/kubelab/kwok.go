@@ -30,7 +30,13 @@ options:
   nodePlayStageParallelism: 32
   nodeLeaseParallelism: 16
 `, o.CIDR, o.NodeIP, o.Port, fmt.Sprintf("%s:%d", o.NodeIP, o.Port), o.CertFile, o.KeyFile, NodeAnnotation+"=fake")
-	b.WriteString(stageNodeInitialize)
+	stage := stageNodeInitialize
+	if o.KubeletPort != 0 {
+		// The API server reaches the nodes' kubelet API through the lab's
+		// exec proxy, which forwards to kwok's own port.
+		stage = strings.Replace(stage, "Port: {{ NodePort }}", fmt.Sprintf("Port: %d", o.KubeletPort), 1)
+	}
+	b.WriteString(stage)
 	b.WriteString(stagePodReady)
 	b.WriteString(stagePodDelete)
 	fmt.Fprintf(&b, `---
@@ -63,6 +69,9 @@ type kwokOptions struct {
 	Port              int
 	CertFile, KeyFile string
 	WorkDir, LogsFile string
+	// KubeletPort is the port the nodes advertise for their kubelet API;
+	// zero means kwok's own Port.
+	KubeletPort int
 }
 
 // stageNodeInitialize makes a new fake node Ready with addresses, capacity

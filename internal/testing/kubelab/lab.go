@@ -94,6 +94,7 @@ type Lab struct {
 	startedAt time.Time
 	reaped    int
 	leftover  string
+	exec      *execProxy
 }
 
 // ExecProcesses lists the processes (pid and command line) still running that
@@ -222,11 +223,11 @@ func start(ctx context.Context, opts Options) (lab *Lab, err error) {
 	}()
 	cleanupStale()
 
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
-	etcdPort, peerPort, apiPort, kwokPort := ports[0], ports[1], ports[2], ports[3]
+	etcdPort, peerPort, apiPort, kwokPort, proxyPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 
 	// etcd first: its pid owns the network slot claimed next.
 	shm := "/dev/shm"
@@ -378,11 +379,22 @@ func start(ctx context.Context, opts Options) (lab *Lab, err error) {
 	if err := os.WriteFile(l.logsFile, nil, 0o600); err != nil {
 		return nil, fmt.Errorf("create pod log file: %w", err)
 	}
+	kubeletPort := 0
+	if !opts.Detached {
+		// A detached lab outlives this process, and with it the proxy: its
+		// nodes point straight at kwok, and its exec'd commands end at
+		// `lab down` (StopDir).
+		l.exec, err = startExecProxy(l.Dir, proxyPort, fmt.Sprintf("127.0.0.1:%d", kwokPort), p.CAFile(), kwokServing)
+		if err != nil {
+			return nil, err
+		}
+		kubeletPort = proxyPort
+	}
 	kwokCfg := filepath.Join(l.Dir, "kwok.yaml")
 	if err := writeFile(kwokCfg, []byte(kwokConfig(kwokOptions{
 		CIDR: l.net.Default.String(), NodeIP: "127.0.0.1", Port: kwokPort,
 		CertFile: kwokServing.Cert, KeyFile: kwokServing.Key,
-		WorkDir: l.Dir, LogsFile: l.logsFile,
+		WorkDir: l.Dir, LogsFile: l.logsFile, KubeletPort: kubeletPort,
 	}))); err != nil {
 		return nil, err
 	}
@@ -485,6 +497,7 @@ func (l *Lab) StartTimings() string { return strings.Join(l.phases, ", ") }
 // namespace and the lab's temporary directories. It is safe to call twice.
 func (l *Lab) Stop() {
 	l.stopOnce.Do(func() {
+		l.exec.close()
 		stopAll(l.procs, 3*time.Second)
 		// After kwok: it starts no new ones then.
 		if found, left := reapExecs(l.Dir, 2*time.Second); len(left) > 0 {

@@ -250,21 +250,25 @@ func tail(path string, n int) string {
 
 // ExecMarkerEnv is set, to the lab's directory, in the environment of every
 // command kwok runs for `kubectl exec` into a fake pod (ClusterExec envs),
-// and inherited by whatever that command starts. kwok v0.8 runs the command
-// itself (no wrapper can be put in front of it), does not end it when the
-// exec stream ends, and commands such as timeout(1) move into a process
-// group of their own, so neither kwok's process group nor the stream finds
-// them all; the marker does.
+// and inherited by whatever that command starts. kwok v0.8 does not end the
+// command when the exec stream ends (the lab's exec proxy does, see
+// ExecIDEnv), and commands such as timeout(1) move into a process group of
+// their own, so kwok's process group does not reach them all; the marker
+// lets Stop, StopDir and the watchdog end every one.
 const ExecMarkerEnv = "KUBELAB_EXEC"
 
 // execProcesses lists the live processes that carry dir's exec marker.
-func execProcesses(dir string) []int {
+func execProcesses(dir string) []int { return markedProcesses(ExecMarkerEnv + "=" + dir) }
+
+// markedProcesses lists the live processes whose environment holds entry
+// ("NAME=value") as a whole.
+func markedProcesses(entry string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	// NUL-separated entries: match a whole one, the first included.
-	want := []byte("\x00" + ExecMarkerEnv + "=" + dir + "\x00")
+	want := []byte("\x00" + entry + "\x00")
 	self := os.Getpid()
 	var pids []int
 	for _, e := range entries {
@@ -294,10 +298,16 @@ func describePids(pids []int) string {
 }
 
 // reapExecs ends every process kwok exec'd for the lab in dir (and what they
-// started): SIGTERM, up to grace to exit, then SIGKILL. It returns what was
-// running before and what still runs after.
+// started). It returns what was running before and what still runs after.
 func reapExecs(dir string, grace time.Duration) (found, left []int) {
-	found = execProcesses(dir)
+	return reapMarked(ExecMarkerEnv+"="+dir, grace)
+}
+
+// reapMarked ends every process whose environment holds entry: SIGTERM, up
+// to grace to exit, then SIGKILL. It returns what was running before and
+// what still runs after.
+func reapMarked(entry string, grace time.Duration) (found, left []int) {
+	found = markedProcesses(entry)
 	if len(found) == 0 {
 		return nil, nil
 	}
@@ -307,18 +317,18 @@ func reapExecs(dir string, grace time.Duration) (found, left []int) {
 		}
 	}
 	signalAll(found, syscall.SIGTERM)
-	left = waitExecsGone(dir, grace)
+	left = waitMarkedGone(entry, grace)
 	if len(left) > 0 {
 		signalAll(left, syscall.SIGKILL)
-		left = waitExecsGone(dir, 5*time.Second)
+		left = waitMarkedGone(entry, 5*time.Second)
 	}
 	return found, left
 }
 
-func waitExecsGone(dir string, d time.Duration) []int {
+func waitMarkedGone(entry string, d time.Duration) []int {
 	deadline := time.Now().Add(d)
 	for {
-		left := execProcesses(dir)
+		left := markedProcesses(entry)
 		if len(left) == 0 || time.Now().After(deadline) {
 			return left
 		}

@@ -562,12 +562,13 @@ func TestConcurrentLabs(t *testing.T) {
 	}
 }
 
-// TestExecProcessesEndWithTheLab: commands started by `kubectl exec` into a
-// fake pod run on this host under kwok. Ending the exec stream does not end
-// them (kwok v0.8 does not), and timeout(1), which the live capture runs in
-// front of tcpdump, leaves kwok's process group; the lab's Stop still ends
-// every one of them within seconds, so no test leaves one running.
-func TestExecProcessesEndWithTheLab(t *testing.T) {
+// TestExecProcessesEndWithTheStream: commands started by `kubectl exec` into
+// a fake pod run on this host under kwok, which leaves them running when the
+// exec stream ends; timeout(1), which the live capture runs in front of
+// tcpdump, even leaves kwok's process group. The lab's exec proxy ends each
+// command with its stream, and Stop ends any still running, so no test
+// leaves one behind.
+func TestExecProcessesEndWithTheStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab test skipped under -short")
 	}
@@ -582,32 +583,45 @@ func TestExecProcessesEndWithTheLab(t *testing.T) {
 	// Not lab.Namespace: its clean-up would run against the stopped lab.
 	ns := "default"
 	lab.RunPod(t, ns, "capture", lab.Nodes[0], nil)
-	for _, cmdline := range [][]string{{"sleep", "600"}, {"timeout", "-s", "INT", "600", "sleep", "601"}} {
+	// exec starts cmdline through kubectl exec and returns once it runs
+	// under kwok; cancel ends the stream as a killed client would.
+	exec1 := func(cmdline ...string) (end func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cmd := exec.CommandContext(ctx, lab.KubectlPath(), append([]string{"--kubeconfig=" + lab.Kubeconfig, "exec", "-n", ns, "capture", "--"}, cmdline...)...)
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
 		}
-		want := strings.Join(cmdline, " ")
+		want := "(" + strings.Join(cmdline, " ") + ")"
 		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(lab.ExecProcesses(), "("+want+")") {
+		for !strings.Contains(lab.ExecProcesses(), want) {
 			if time.Now().After(deadline) {
 				cancel()
-				t.Fatalf("%q not running under kwok after 30s; exec'd processes: %s", want, lab.ExecProcesses())
+				t.Fatalf("%s not running under kwok after 30s; exec'd processes: %s", want, lab.ExecProcesses())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		// End the stream: the client goes away as a killed test's would.
-		cancel()
-		_ = cmd.Wait()
+		return func() {
+			cancel()
+			_ = cmd.Wait()
+		}
 	}
-	time.Sleep(time.Second)
-	running := lab.ExecProcesses()
-	t.Logf("after the exec streams ended: %s", running)
-	if running == "" {
-		t.Fatal("no exec'd process found after the streams ended; the test cannot show that Stop ends them")
+	for _, cmdline := range [][]string{{"sleep", "600"}, {"timeout", "-s", "INT", "600", "sleep", "601"}} {
+		end := exec1(cmdline...)
+		end()
+		begin := time.Now()
+		for running := lab.ExecProcesses(); running != ""; running = lab.ExecProcesses() {
+			if time.Since(begin) > 5*time.Second {
+				t.Fatalf("5s after the stream of %q ended, still running: %s", cmdline, running)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%q gone %s after its stream ended", cmdline, time.Since(begin).Round(time.Millisecond))
 	}
+
+	// A stream still open when the lab stops: Stop ends its command too.
+	end := exec1("timeout", "-s", "INT", "600", "sleep", "602")
+	defer end()
 	begin := time.Now()
 	lab.Stop()
 	if left := lab.ExecProcesses(); left != "" {
@@ -616,10 +630,7 @@ func TestExecProcessesEndWithTheLab(t *testing.T) {
 	if took := time.Since(begin); took > 10*time.Second {
 		t.Errorf("Stop took %s", took)
 	}
-	reaped, leftover := lab.StopReport()
-	// Stopping kwok's process group ends the plain sleep; timeout and its
-	// sleep are outside that group, so only the marker finds them.
-	if reaped < 1 || leftover != "" {
-		t.Errorf("StopReport = %d reaped, leftover %q; want timeout's processes reaped and none left", reaped, leftover)
+	if _, leftover := lab.StopReport(); leftover != "" {
+		t.Errorf("StopReport: leftover %q, want none", leftover)
 	}
 }
