@@ -245,3 +245,47 @@ func TestCRILogLines(t *testing.T) {
 		t.Errorf("lastLine = %q, want b", got)
 	}
 }
+
+func TestKwokConfigPointsNodesAtTheExecProxy(t *testing.T) {
+	cfg := kwokConfig(kwokOptions{CIDR: "10.101.0.0/16", NodeIP: "127.0.0.1", Port: 1234, CertFile: "/c", KeyFile: "/k", WorkDir: "/w", LogsFile: "/l", KubeletPort: 4321})
+	if !strings.Contains(cfg, "Port: 4321") || strings.Contains(cfg, "Port: {{ NodePort }}") {
+		t.Errorf("nodes do not advertise the proxy's port 4321:\n%s", cfg)
+	}
+	if !strings.Contains(cfg, "name: "+ExecMarkerEnv+"\n        value: \"/w\"") {
+		t.Errorf("ClusterExec does not mark exec'd commands with %s=/w:\n%s", ExecMarkerEnv, cfg)
+	}
+	if direct := kwokConfig(kwokOptions{Port: 1234}); !strings.Contains(direct, "Port: {{ NodePort }}") {
+		t.Error("without a proxy port the nodes must advertise kwok's own port")
+	}
+}
+
+// TestReapMarkedEndsEscapedProcesses: a marked command that left its parent's
+// process group (as timeout(1) does) and its child are found by the marker
+// and ended; an unmarked process is left alone.
+func TestReapMarkedEndsEscapedProcesses(t *testing.T) {
+	entry := ExecIDEnv + "=" + t.TempDir() + ":1"
+	marked := exec.Command("timeout", "600", "sleep", "600")
+	marked.Env = append(os.Environ(), entry)
+	other := exec.Command("sleep", "600")
+	for _, c := range []*exec.Cmd{marked, other} {
+		if err := c.Start(); err != nil {
+			t.Skip(err)
+		}
+		go func() { _ = c.Wait() }()
+	}
+	defer func() { _ = other.Process.Kill() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(markedProcesses(entry)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("marked processes = %v, want timeout and its sleep", markedProcesses(entry))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	found, left := reapMarked(entry, 2*time.Second)
+	if len(found) != 2 || len(left) != 0 {
+		t.Fatalf("reapMarked found %v, left %v; want 2 found, none left", found, left)
+	}
+	if !(&process{pid: other.Process.Pid}).alive() {
+		t.Error("an unmarked process was ended")
+	}
+}
