@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,7 @@ const execWrapper = `export ` + ExecIDEnv + `="$0"; exec "$@"`
 type execProxy struct {
 	srv  *http.Server
 	dir  string
+	log  *os.File
 	next atomic.Uint64
 }
 
@@ -60,15 +63,29 @@ func startExecProxy(dir string, port int, kwokAddr, caFile string, serving certF
 	if err != nil {
 		return nil, fmt.Errorf("listen for the exec proxy on 127.0.0.1:%d: %w", port, err)
 	}
+	// Errors go to the lab's logs (a lab stopping cuts streams), not to
+	// the test's output.
+	logPath := filepath.Join(dir, "logs", "exec-proxy.log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("create log directory for the exec proxy: %w", err)
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("open the exec proxy's log: %w", err)
+	}
+	errLog := log.New(logFile, "", log.LstdFlags)
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "https", Host: kwokAddr})
+	rp.ErrorLog = errLog
 	rp.Transport = &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		Proxy:           nil,
 	}
 	// Followed logs stream: pass every write on at once.
 	rp.FlushInterval = -1
-	p := &execProxy{dir: dir}
-	p.srv = &http.Server{ReadHeaderTimeout: 30 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p := &execProxy{dir: dir, log: logFile}
+	p.srv = &http.Server{ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The kubelet API: /exec/{namespace}/{pod}[/{uid}]/{container}?command=...
 		if !strings.HasPrefix(r.URL.Path, "/exec/") {
 			rp.ServeHTTP(w, r)
@@ -90,6 +107,7 @@ func startExecProxy(dir string, port int, kwokAddr, caFile string, serving certF
 func (p *execProxy) close() {
 	if p != nil {
 		_ = p.srv.Close()
+		_ = p.log.Close()
 	}
 }
 
