@@ -454,7 +454,7 @@ func (h *healther) certificates(ctx context.Context) error {
 			switch {
 			case cert.State != "Available":
 				bad = append(bad, fmt.Sprintf("node %s: %s is %s", p.Spec.NodeName, cert.Identity, cert.State))
-			case cert.Expiration != nil && !cert.Expiration.After(now):
+			case ambient.CertExpiry(cert.ValidFrom, cert.Expiration, now, ambient.CertWarnLimit) == ambient.CertExpired:
 				bad = append(bad, fmt.Sprintf("node %s: %s expired at %s", p.Spec.NodeName, cert.Identity, cert.Expiration.UTC().Format(time.RFC3339)))
 			}
 		}
