@@ -235,7 +235,7 @@ func ZtunnelNamespaces(pods []corev1.Pod) []string {
 // when opts.Force is false.
 func BuildPlan(s *Snapshot, sel Selection, opts PlanOptions) (*Plan, error) {
 	if opts.RootNamespace == "" {
-		opts.RootNamespace = "istio-system"
+		opts.RootNamespace = ambient.IstioNamespace
 	}
 	if opts.WaypointName == "" {
 		opts.WaypointName = "waypoint"

@@ -426,7 +426,7 @@ func (p *prechecker) sidecarsHBONE(ctx context.Context) error {
 func sidecarHasHBONE(pod *corev1.Pod) bool {
 	all := append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...)
 	for _, c := range all {
-		if c.Name != "istio-proxy" {
+		if c.Name != ambient.ProxyContainer {
 			continue
 		}
 		for _, e := range c.Env {

@@ -42,7 +42,7 @@ func ZtunnelPod(ns, node, version string) *corev1.Pod {
 			NodeName:    node,
 			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
-				Name: "istio-proxy", Image: "docker.io/istio/ztunnel:" + version + "-distroless",
+				Name: ambient.ProxyContainer, Image: "docker.io/istio/ztunnel:" + version + "-distroless",
 				Ports: []corev1.ContainerPort{
 					{Name: "ztunnel-stats", ContainerPort: 15020}, {Name: "readiness", ContainerPort: 15021}, {Name: "admin", ContainerPort: 15000},
 				},

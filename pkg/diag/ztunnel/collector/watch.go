@@ -606,7 +606,7 @@ func podInfo(p *corev1.Pod) *ztunnel.Pod {
 		}
 	}
 	for _, c := range p.Spec.Containers {
-		if c.Name == "istio-proxy" || c.Name == "ztunnel" || len(p.Spec.Containers) == 1 {
+		if c.Name == ambient.ProxyContainer || c.Name == ambient.ZtunnelDaemonSet || len(p.Spec.Containers) == 1 {
 			z.Version = ambient.ImageVersion(c.Image)
 		}
 	}
