@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -561,7 +562,7 @@ func (in *Installer) gatewayAPICheck(ctx context.Context) string {
 
 // ambientNamespaces lists namespaces enrolled in ambient.
 func ambientNamespaces(ctx context.Context, kc kubernetes.Interface) ([]string, error) {
-	nss, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: "istio.io/dataplane-mode=ambient"})
+	nss, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: ambient.LabelDataplaneMode + "=" + ambient.DataplaneAmbient})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/charts"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/platform"
 )
 
@@ -98,7 +99,7 @@ func profileFromChart(ch *chart.Chart) (*Profile, error) {
 	}
 	ns := md.Annotations["kubectl-ambient/namespace"]
 	if ns == "" {
-		ns = "istio-system"
+		ns = ambient.IstioNamespace
 	}
 	p := &Profile{DefaultVersion: md.AppVersion, values: ch.Values, platforms: map[string]map[string]any{}}
 	for _, d := range md.Dependencies {

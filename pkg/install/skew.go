@@ -4,22 +4,23 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/Masterminds/semver/v3"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // ErrSkew is returned (wrapped) when an operation would leave cni or ztunnel
 // at a version istiod does not support.
 var ErrSkew = errors.New("unsupported version skew")
 
-// CheckSkew applies Istio's data plane rule: cni and ztunnel at 1.x work with
-// istiod 1.x or 1.x+1. So a data plane component may be at istiod's minor or
-// one minor behind, never newer. dataplane maps component to version; empty
-// versions (not installed) are skipped.
+// CheckSkew applies Istio's data plane rule (ambient.CheckSkew): cni and
+// ztunnel at 1.x work with istiod 1.x or 1.x+1. So a data plane component
+// may be at istiod's minor or one minor behind, never newer (not even by a
+// patch: an operation must not create that). dataplane maps component to
+// version; empty versions (not installed) are skipped.
 func CheckSkew(istiod string, dataplane map[string]string) error {
 	if istiod == "" {
 		return nil
 	}
-	cp, err := semver.NewVersion(istiod)
+	cp, err := ambient.ParseVersion(istiod)
 	if err != nil {
 		return fmt.Errorf("istiod version %q is not a semantic version: %w", istiod, err)
 	}
@@ -28,20 +29,20 @@ func CheckSkew(istiod string, dataplane map[string]string) error {
 		if v == "" {
 			continue
 		}
-		dp, err := semver.NewVersion(v)
+		dp, err := ambient.ParseVersion(v)
 		if err != nil {
 			return fmt.Errorf("%s version %q is not a semantic version: %w", name, v, err)
 		}
-		switch {
-		case dp.Major() != cp.Major() || dp.Minor() > cp.Minor():
-			if dp.GreaterThan(cp) {
+		switch ambient.CheckSkew(cp, dp) {
+		case ambient.SkewMajor, ambient.SkewMinorAhead:
+			if cp.Less(dp) {
 				return fmt.Errorf("%w: %s %s would be newer than istiod %s, and cni and ztunnel must never be newer than the control plane; move istiod to %s or later first (kubectl ambient upgrade upgrades it before %s)",
 					ErrSkew, name, v, istiod, v, name)
 			}
 			return fmt.Errorf("%w: %s %s and istiod %s are different major versions; upgrade one minor at a time", ErrSkew, name, v, istiod)
-		case dp.Minor() == cp.Minor() && dp.GreaterThan(cp):
+		case ambient.SkewPatchAhead:
 			return fmt.Errorf("%w: %s %s would be newer than istiod %s; upgrade istiod first", ErrSkew, name, v, istiod)
-		case cp.Minor()-dp.Minor() > 1:
+		case ambient.SkewBehind:
 			return fmt.Errorf("%w: %s %s would be %d minor versions behind istiod %s, but cni and ztunnel support only istiod at their own minor version or one newer; upgrade %s together with istiod, or move istiod one minor version at a time",
 				ErrSkew, name, v, cp.Minor()-dp.Minor(), istiod, name)
 		}

@@ -14,16 +14,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // ErrChartNotFound is returned (wrapped) when a source has no chart of a
@@ -71,21 +71,10 @@ func DefaultCacheDir() string {
 	return filepath.Join(d, "kubectl-ambient", "helm", "repository")
 }
 
-// sortVersions sorts semver strings newest first; non-semver ones go last.
+// sortVersions sorts versions newest first (non-versions last) and drops
+// adjacent duplicates.
 func sortVersions(vs []string) []string {
-	sort.SliceStable(vs, func(i, j int) bool {
-		a, ea := semver.NewVersion(vs[i])
-		b, eb := semver.NewVersion(vs[j])
-		switch {
-		case ea != nil && eb != nil:
-			return vs[i] > vs[j]
-		case ea != nil:
-			return false
-		case eb != nil:
-			return true
-		}
-		return a.GreaterThan(b)
-	})
+	ambient.SortVersionsNewestFirst(vs)
 	return slices.Compact(vs)
 }
 

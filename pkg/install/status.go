@@ -9,6 +9,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // ComponentStatus is one row of `install status`.
@@ -32,7 +34,7 @@ type ComponentStatus struct {
 // install made for another platform).
 func candidateNamespaces(c Component) []string {
 	out := []string{c.Namespace}
-	for _, ns := range []string{"istio-system", "kube-system"} {
+	for _, ns := range []string{ambient.IstioNamespace, "kube-system"} {
 		if ns != c.Namespace {
 			out = append(out, ns)
 		}
@@ -94,12 +96,12 @@ func (in *Installer) readinessNow(ctx context.Context, w Workload) (Readiness, e
 	case "Deployment":
 		var d *appsv1.Deployment
 		if d, err = in.Kube.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{}); err == nil {
-			r = DeploymentReadiness(d)
+			r, _ = readinessOf(d)
 		}
 	case "DaemonSet":
 		var ds *appsv1.DaemonSet
 		if ds, err = in.Kube.AppsV1().DaemonSets(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{}); err == nil {
-			r = DaemonSetReadiness(ds)
+			r, _ = readinessOf(ds)
 		}
 	}
 	if apierrors.IsNotFound(err) {

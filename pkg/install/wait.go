@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // Workload is a Deployment or DaemonSet a release created, whose readiness
@@ -68,52 +70,16 @@ type Readiness struct {
 	Selector *metav1.LabelSelector
 }
 
-// DeploymentReadiness decides whether a Deployment is fully rolled out and
-// available: the controller saw the latest spec, every replica is updated
-// and available, and no old replica is left.
-func DeploymentReadiness(d *appsv1.Deployment) Readiness {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	r := Readiness{Selector: d.Spec.Selector, Detail: fmt.Sprintf("%d/%d replicas available", s.AvailableReplicas, want)}
-	if s.ObservedGeneration < d.Generation {
-		r.Detail = "rollout not yet observed by the controller"
-		return r
-	}
-	available := false
-	for _, c := range s.Conditions {
-		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
-			available = true
-		}
-	}
-	r.Ready = available && s.UpdatedReplicas == want && s.AvailableReplicas >= want && s.Replicas == s.UpdatedReplicas
-	return r
-}
-
-// DaemonSetReadiness decides whether a DaemonSet runs an updated, ready pod
-// on every node it should run on (the controller's desiredNumberScheduled
-// already accounts for node selectors, affinity and taints).
-func DaemonSetReadiness(ds *appsv1.DaemonSet) Readiness {
-	s := ds.Status
-	r := Readiness{Selector: ds.Spec.Selector, Detail: fmt.Sprintf("%d/%d nodes ready", s.NumberReady, s.DesiredNumberScheduled)}
-	if s.ObservedGeneration < ds.Generation {
-		r.Detail = "rollout not yet observed by the controller"
-		return r
-	}
-	r.Ready = s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberReady == s.DesiredNumberScheduled &&
-		s.NumberAvailable == s.DesiredNumberScheduled
-	return r
-}
-
-// readinessOf evaluates a watched object.
+// readinessOf evaluates a Deployment or DaemonSet with ambient's rule
+// (rolled out: observed, every pod updated and available, none old).
 func readinessOf(obj runtime.Object) (Readiness, bool) {
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
-		return DeploymentReadiness(o), true
+		r := ambient.DeploymentReadiness(o)
+		return Readiness{Ready: r.RolledOut, Detail: r.Detail, Selector: o.Spec.Selector}, true
 	case *appsv1.DaemonSet:
-		return DaemonSetReadiness(o), true
+		r := ambient.DaemonSetReadiness(o)
+		return Readiness{Ready: r.RolledOut, Detail: r.Detail, Selector: o.Spec.Selector}, true
 	}
 	return Readiness{}, false
 }

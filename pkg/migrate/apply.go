@@ -25,6 +25,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -293,7 +294,7 @@ func enrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interfac
 			// Already enrolled: a re-run after an interruption converges here.
 			return nil
 		}
-		if !hasJournal || labels[LabelDataplaneMode] != DataplaneAmbient {
+		if !hasJournal || labels[ambient.LabelDataplaneMode] != ambient.DataplaneAmbient {
 			// No journal, or a stale one from an enrollment undone by hand:
 			// record the state as it is now.
 			j = newJournal(opts.Now(), labels, ch, np.WaypointCreate)
@@ -339,10 +340,10 @@ func enrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interfac
 // enrollChanges computes the label change from the namespace's current labels.
 func enrollChanges(l map[string]string) LabelChanges {
 	var ch LabelChanges
-	if l[LabelDataplaneMode] != DataplaneAmbient {
-		ch.Add = map[string]string{LabelDataplaneMode: DataplaneAmbient}
+	if l[ambient.LabelDataplaneMode] != ambient.DataplaneAmbient {
+		ch.Add = map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient}
 	}
-	for _, k := range []string{LabelInjection, LabelRev} {
+	for _, k := range []string{ambient.LabelInjection, ambient.LabelRev} {
 		if _, ok := l[k]; ok {
 			ch.Remove = append(ch.Remove, k)
 		}
@@ -384,10 +385,10 @@ func ensureWaypoint(ctx context.Context, kc kubernetes.Interface, dc dynamic.Int
 		"metadata": map[string]any{
 			"name":      name,
 			"namespace": np.Name,
-			"labels":    map[string]any{LabelWaypointFor: "service", LabelManagedBy: ManagedByValue},
+			"labels":    map[string]any{ambient.LabelWaypointFor: "service", LabelManagedBy: ManagedByValue},
 		},
 		"spec": map[string]any{
-			"gatewayClassName": WaypointClass,
+			"gatewayClassName": ambient.WaypointClass,
 			"listeners":        []any{map[string]any{"name": "mesh", "port": int64(15008), "protocol": "HBONE"}},
 		},
 	}}
@@ -413,11 +414,11 @@ func ensureWaypoint(ctx context.Context, kc kubernetes.Interface, dc dynamic.Int
 		return ok && gatewayProgrammed(u), nil
 	})
 	if err != nil {
-		return fmt.Errorf("waypoint Gateway %s/%s is not Programmed after %s: %w; check that istiod runs and supports class %s", np.Name, name, opts.WaypointTimeout, err, WaypointClass)
+		return fmt.Errorf("waypoint Gateway %s/%s is not Programmed after %s: %w; check that istiod runs and supports class %s", np.Name, name, opts.WaypointTimeout, err, ambient.WaypointClass)
 	}
-	patch, _ := mergePatch("", map[string]string{LabelUseWaypoint: name}, nil, nil)
+	patch, _ := mergePatch("", map[string]string{ambient.LabelUseWaypoint: name}, nil, nil)
 	if _, err := kc.CoreV1().Namespaces().Patch(ctx, np.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
-		return fmt.Errorf("label namespace %q with %s=%s: %w", np.Name, LabelUseWaypoint, name, err)
+		return fmt.Errorf("label namespace %q with %s=%s: %w", np.Name, ambient.LabelUseWaypoint, name, err)
 	}
 	opts.Observer.emit(StepWaypointReady, np.Name, name)
 	return nil

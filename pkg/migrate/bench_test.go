@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // syntheticSnapshot builds nsCount injected namespaces holding podsPerNS pods
@@ -22,7 +24,7 @@ func syntheticSnapshot(nsCount, podsPerNS int) *Snapshot {
 	for i := range nsCount {
 		ns := fmt.Sprintf("ns-%04d", i)
 		s.Namespaces = append(s.Namespaces, corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, ResourceVersion: "1",
-			Labels: map[string]string{LabelInjection: "enabled"}}})
+			Labels: map[string]string{ambient.LabelInjection: "enabled"}}})
 		for j := range podsPerNS {
 			p := corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d-abc-%d", j%5, j), Namespace: ns,
@@ -35,8 +37,8 @@ func syntheticSnapshot(nsCount, podsPerNS int) *Snapshot {
 			case j == 0:
 				p.Spec.HostNetwork = true
 			case j%4 == 1:
-				p.Annotations = map[string]string{AnnotationSidecarStatus: "{}"}
-				proxy := corev1.Container{Name: ProxyContainer}
+				p.Annotations = map[string]string{ambient.AnnotationSidecarStatus: "{}"}
+				proxy := corev1.Container{Name: ambient.ProxyContainer}
 				if j%8 == 1 {
 					proxy.Env = []corev1.EnvVar{{Name: EnvEnableHBONE, Value: "true"}}
 				}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cnisim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
 )
 
@@ -62,13 +63,13 @@ func nsState(t *testing.T, lab *kubelab.Lab, name string, before map[string]stri
 		return fmt.Sprintf("HALF-DONE: labels %v without a journal (%v)", ns.Labels, err), ""
 	}
 	want := maps.Clone(before)
-	delete(want, migrate.LabelInjection)
-	delete(want, migrate.LabelRev)
-	want[migrate.LabelDataplaneMode] = migrate.DataplaneAmbient
+	delete(want, ambient.LabelInjection)
+	delete(want, ambient.LabelRev)
+	want[ambient.LabelDataplaneMode] = ambient.DataplaneAmbient
 	if !maps.Equal(ns.Labels, want) {
 		return fmt.Sprintf("HALF-DONE: journal present but labels %v, want %v", ns.Labels, want), raw
 	}
-	for _, k := range []string{migrate.LabelInjection, migrate.LabelRev, migrate.LabelDataplaneMode} {
+	for _, k := range []string{ambient.LabelInjection, ambient.LabelRev, ambient.LabelDataplaneMode} {
 		v, had := before[k]
 		if p := j.Previous[k]; (p != nil) != had || (p != nil && *p != v) {
 			return fmt.Sprintf("HALF-DONE: journal previous %s = %v, want %q", k, p, v), raw
@@ -214,12 +215,12 @@ func TestEnrollRetriesOnConflict(t *testing.T) {
 		t.Errorf("patch attempts = %d, want 2 (one conflict, one retry)", patches)
 	}
 	got := getNS(t, lab, name)
-	want := map[string]string{"kubernetes.io/metadata.name": name, "team": "late", migrate.LabelDataplaneMode: migrate.DataplaneAmbient}
+	want := map[string]string{"kubernetes.io/metadata.name": name, "team": "late", ambient.LabelDataplaneMode: ambient.DataplaneAmbient}
 	if !maps.Equal(got.Labels, want) {
 		t.Errorf("labels = %v, want %v", got.Labels, want)
 	}
 	j, _, _ := migrate.ReadJournal(got.Annotations)
-	if j == nil || j.Previous[migrate.LabelRev] == nil || *j.Previous[migrate.LabelRev] != "canary" {
+	if j == nil || j.Previous[ambient.LabelRev] == nil || *j.Previous[ambient.LabelRev] != "canary" {
 		t.Errorf("journal did not record the concurrent revision label: %+v", j)
 	}
 	if _, err := migrate.Unenroll(ctx, c.Kube, c.Dynamic, []string{name}, migrate.UnenrollOptions{}); err != nil {
@@ -266,7 +267,7 @@ func TestEnrollWaypoint(t *testing.T) {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
-		if ns, gerr := c.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); gerr == nil && ns.Labels[migrate.LabelUseWaypoint] != "" {
+		if ns, gerr := c.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); gerr == nil && ns.Labels[ambient.LabelUseWaypoint] != "" {
 			labelledEarly.Store(true)
 		}
 		gw, err := gws.Get(ctx, "waypoint", metav1.GetOptions{})
@@ -288,21 +289,21 @@ func TestEnrollWaypoint(t *testing.T) {
 		t.Errorf("istio.io/use-waypoint was set before the Gateway was Programmed")
 	}
 	ns := getNS(t, lab, name)
-	if ns.Labels[migrate.LabelUseWaypoint] != "waypoint" || res[0].Message == "" {
+	if ns.Labels[ambient.LabelUseWaypoint] != "waypoint" || res[0].Message == "" {
 		t.Errorf("labels %v, result %+v", ns.Labels, res[0])
 	}
 	gw, err := gws.Get(ctx, "waypoint", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cls, _, _ := unstructured.NestedString(gw.Object, "spec", "gatewayClassName"); cls != migrate.WaypointClass {
+	if cls, _, _ := unstructured.NestedString(gw.Object, "spec", "gatewayClassName"); cls != ambient.WaypointClass {
 		t.Errorf("gateway class %q", cls)
 	}
 	if _, err := migrate.Unenroll(ctx, c.Kube, c.Dynamic, []string{name}, migrate.UnenrollOptions{GatewayGVR: plan.GatewayGVR}); err != nil {
 		t.Fatal(err)
 	}
 	ns = getNS(t, lab, name)
-	if _, ok := ns.Labels[migrate.LabelUseWaypoint]; ok || ns.Labels[migrate.LabelInjection] != "enabled" {
+	if _, ok := ns.Labels[ambient.LabelUseWaypoint]; ok || ns.Labels[ambient.LabelInjection] != "enabled" {
 		t.Errorf("labels after unenroll %v", ns.Labels)
 	}
 	if _, err := gws.Get(ctx, "waypoint", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -314,7 +315,7 @@ func TestEnrollWaypoint(t *testing.T) {
 // unenroll removes only the ambient label, keeps everything else, and says so.
 func TestUnenrollWithoutJournal(t *testing.T) {
 	lab := kubelab.Get(t)
-	name := lab.Namespace(t, map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneAmbient, "team": "x"})
+	name := lab.Namespace(t, map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient, "team": "x"})
 	res, err := migrate.Unenroll(context.Background(), lab.Clients.Kube, nil, []string{name}, migrate.UnenrollOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cnisim"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/injectorsim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
@@ -84,8 +85,8 @@ func deployment(t *testing.T, lab *kubelab.Lab, ns, name string, replicas int32,
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/lab/app:1"}}},
 	}
 	if sidecar {
-		tmpl.Annotations = map[string]string{migrate.AnnotationSidecarStatus: `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"revision":"default"}`}
-		proxy := corev1.Container{Name: migrate.ProxyContainer, Image: "registry.invalid/istio/proxyv2:1.28.0"}
+		tmpl.Annotations = map[string]string{ambient.AnnotationSidecarStatus: `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"revision":"default"}`}
+		proxy := corev1.Container{Name: ambient.ProxyContainer, Image: "registry.invalid/istio/proxyv2:1.28.0"}
 		if hbone {
 			proxy.Env = []corev1.EnvVar{{Name: migrate.EnvEnableHBONE, Value: "true"}}
 		}
@@ -173,14 +174,14 @@ func waitReleased(t *testing.T, lab *kubelab.Lab, ns string) {
 			return false, err
 		}
 		for _, p := range l.Items {
-			if _, ok := p.Annotations[migrate.AnnotationRedirection]; ok {
+			if _, ok := p.Annotations[ambient.AnnotationRedirection]; ok {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("namespace %s: pods still carry %s after unenroll: %v", ns, migrate.AnnotationRedirection, err)
+		t.Fatalf("namespace %s: pods still carry %s after unenroll: %v", ns, ambient.AnnotationRedirection, err)
 	}
 }
 
@@ -212,7 +213,7 @@ kind: DestinationRule
 metadata: {name: api}
 spec: {host: api, subsets: [{name: v1, labels: {version: v1}}]}
 `)
-	lab.RunPod(t, plain, "opted-out", "", map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneNone})
+	lab.RunPod(t, plain, "opted-out", "", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneNone})
 	hostPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "host-agent", Namespace: plain},
 		Spec: corev1.PodSpec{HostNetwork: true, NodeName: lab.Nodes[0], Containers: []corev1.Container{{Name: "agent", Image: "registry.invalid/lab/agent:1"}}}}
 	if _, err := lab.Clients.Kube.CoreV1().Pods(plain).Create(context.Background(), hostPod, metav1.CreateOptions{}); err != nil {
@@ -284,23 +285,23 @@ spec: {host: api, subsets: [{name: v1, labels: {version: v1}}]}
 	for _, n := range names {
 		l, _ := lab.Clients.Kube.CoreV1().Pods(n).List(context.Background(), metav1.ListOptions{})
 		for _, p := range l.Items {
-			_, sidecar := p.Annotations[migrate.AnnotationSidecarStatus]
-			skip := sidecar || p.Spec.HostNetwork || p.Labels[migrate.LabelDataplaneMode] == migrate.DataplaneNone
-			if got := p.Annotations[migrate.AnnotationRedirection]; (got != "") == skip || (!skip && got != migrate.RedirectionEnabled) {
+			_, sidecar := p.Annotations[ambient.AnnotationSidecarStatus]
+			skip := sidecar || p.Spec.HostNetwork || p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneNone
+			if got := p.Annotations[ambient.AnnotationRedirection]; (got != "") == skip || (!skip && got != ambient.RedirectionEnabled) {
 				t.Errorf("pod %s/%s: redirection %q (sidecar %v, hostNetwork %v)", n, p.Name, got, sidecar, p.Spec.HostNetwork)
 			}
 		}
 	}
 	for _, n := range names {
 		ns := getNS(t, lab, n)
-		if ns.Labels[migrate.LabelDataplaneMode] != migrate.DataplaneAmbient || ns.Labels[migrate.LabelInjection] != "" || ns.Labels[migrate.LabelRev] != "" {
+		if ns.Labels[ambient.LabelDataplaneMode] != ambient.DataplaneAmbient || ns.Labels[ambient.LabelInjection] != "" || ns.Labels[ambient.LabelRev] != "" {
 			t.Errorf("%s labels after enroll: %v", n, ns.Labels)
 		}
 		j, ok, err := migrate.ReadJournal(ns.Annotations)
 		if err != nil || !ok {
 			t.Fatalf("%s journal: %v %v", n, ok, err)
 		}
-		for _, k := range []string{migrate.LabelInjection, migrate.LabelRev} {
+		for _, k := range []string{ambient.LabelInjection, ambient.LabelRev} {
 			v, had := before[n][k]
 			if p := j.Previous[k]; (p != nil) != had || (p != nil && *p != v) {
 				t.Errorf("%s journal previous %s = %v, want %q (present %v)", n, k, p, v, had)
@@ -347,10 +348,10 @@ spec: {host: api, subsets: [{name: v1, labels: {version: v1}}]}
 		t.Fatalf("unenroll --dry-run -o json: %v\n%s", err, out)
 	}
 	if r := dryRes.Results[0]; r.Outcome != migrate.OutcomeWouldUnenroll ||
-		!strings.Contains(r.Message, "istio-injection=enabled") || !strings.Contains(r.Message, migrate.LabelDataplaneMode+"-") {
+		!strings.Contains(r.Message, "istio-injection=enabled") || !strings.Contains(r.Message, ambient.LabelDataplaneMode+"-") {
 		t.Errorf("dry-run result = %+v, want the injection label restored and the ambient label removed", r)
 	}
-	if ns := getNS(t, lab, sidecar); ns.ResourceVersion != rvBefore || ns.Labels[migrate.LabelDataplaneMode] != migrate.DataplaneAmbient {
+	if ns := getNS(t, lab, sidecar); ns.ResourceVersion != rvBefore || ns.Labels[ambient.LabelDataplaneMode] != ambient.DataplaneAmbient {
 		t.Errorf("unenroll --dry-run changed namespace %s: labels %v", sidecar, ns.Labels)
 	}
 
@@ -576,7 +577,7 @@ func TestEnrollVerifyTimeoutReportsPods(t *testing.T) {
 	if !strings.Contains(err.Error(), "1 pod(s) in 1 namespace(s) still not captured after 2s") {
 		t.Errorf("error: %v", err)
 	}
-	wantLine := fmt.Sprintf("%s/lonely: missing: no %s annotation: istio-cni on node %s has not processed the pod", ns, migrate.AnnotationRedirection, lab.Nodes[0])
+	wantLine := fmt.Sprintf("%s/lonely: missing: no %s annotation: istio-cni on node %s has not processed the pod", ns, ambient.AnnotationRedirection, lab.Nodes[0])
 	if !strings.Contains(out, wantLine) || !strings.Contains(out, "0/1") {
 		t.Errorf("output lacks the missing pod and its reason:\n%s", out)
 	}
@@ -592,7 +593,7 @@ func TestEnrollVerifyTimeoutReportsPods(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		p, err := lab.Clients.Kube.CoreV1().Pods(ns).Get(ctx, "lonely", metav1.GetOptions{})
-		return err == nil && p.Annotations[migrate.AnnotationRedirection] == migrate.RedirectionPending, nil
+		return err == nil && p.Annotations[ambient.AnnotationRedirection] == ambient.RedirectionPending, nil
 	})
 	if err != nil {
 		t.Fatalf("stuck agent did not write pending: %v", err)
@@ -675,7 +676,7 @@ func TestEnrollRestartCapturesPods(t *testing.T) {
 	deployment(t, lab, ns, "web", 2, false, false) // a plain template: the webhook injects
 	before := map[types.UID]bool{}
 	for _, p := range waitPods(t, lab, ns, 2) {
-		if p.Annotations[migrate.AnnotationSidecarStatus] == "" || len(p.Spec.Containers) != 2 || p.Spec.Containers[1].Name != migrate.ProxyContainer {
+		if p.Annotations[ambient.AnnotationSidecarStatus] == "" || len(p.Spec.Containers) != 2 || p.Spec.Containers[1].Name != ambient.ProxyContainer {
 			t.Fatalf("pod %s was not injected: annotations %v, %d containers", p.Name, p.Annotations, len(p.Spec.Containers))
 		}
 		before[p.UID] = true
@@ -704,11 +705,11 @@ func TestEnrollRestartCapturesPods(t *testing.T) {
 		if before[p.UID] {
 			t.Errorf("pod %s was not replaced", p.Name)
 		}
-		if _, ok := p.Annotations[migrate.AnnotationSidecarStatus]; ok || len(p.Spec.Containers) != 1 {
+		if _, ok := p.Annotations[ambient.AnnotationSidecarStatus]; ok || len(p.Spec.Containers) != 1 {
 			t.Errorf("restarted pod %s still has a sidecar", p.Name)
 		}
-		if p.Annotations[migrate.AnnotationRedirection] != migrate.RedirectionEnabled {
-			t.Errorf("restarted pod %s: redirection %q, want enabled", p.Name, p.Annotations[migrate.AnnotationRedirection])
+		if p.Annotations[ambient.AnnotationRedirection] != ambient.RedirectionEnabled {
+			t.Errorf("restarted pod %s: redirection %q, want enabled", p.Name, p.Annotations[ambient.AnnotationRedirection])
 		}
 	}
 	if live != 2 {

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // ErrRefused marks a namespace that must never be enrolled (kube-system,
@@ -164,7 +166,7 @@ func classify(p *corev1.Pod) podClass {
 		return classSkip
 	case p.Spec.HostNetwork:
 		return classHostNetwork
-	case p.Labels[LabelDataplaneMode] == DataplaneNone:
+	case p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneNone:
 		return classOptedOut
 	case hasSidecar(p):
 		return classSidecar
@@ -173,7 +175,7 @@ func classify(p *corev1.Pod) podClass {
 }
 
 func hasSidecar(p *corev1.Pod) bool {
-	_, ok := p.Annotations[AnnotationSidecarStatus]
+	_, ok := p.Annotations[ambient.AnnotationSidecarStatus]
 	return ok
 }
 
@@ -181,7 +183,7 @@ func hasSidecar(p *corev1.Pod) bool {
 func sidecarHBONE(p *corev1.Pod) bool {
 	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
 		for _, c := range cs {
-			if c.Name != ProxyContainer {
+			if c.Name != ambient.ProxyContainer {
 				continue
 			}
 			for _, e := range c.Env {
@@ -196,7 +198,7 @@ func sidecarHBONE(p *corev1.Pod) bool {
 
 // injectionOn reports whether the namespace labels turn sidecar injection on.
 func injectionOn(l map[string]string) bool {
-	return l[LabelInjection] == "enabled" || l[LabelRev] != ""
+	return l[ambient.LabelInjection] == "enabled" || l[ambient.LabelRev] != ""
 }
 
 // ownerOf names the workload a pod belongs to. A ReplicaSet created by a
@@ -233,7 +235,7 @@ func ZtunnelNamespaces(pods []corev1.Pod) []string {
 // when opts.Force is false.
 func BuildPlan(s *Snapshot, sel Selection, opts PlanOptions) (*Plan, error) {
 	if opts.RootNamespace == "" {
-		opts.RootNamespace = "istio-system"
+		opts.RootNamespace = ambient.IstioNamespace
 	}
 	if opts.WaypointName == "" {
 		opts.WaypointName = "waypoint"
@@ -393,10 +395,10 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 			continue
 		}
 		np.Pods.Total++
-		if p.Labels[LabelDataplaneMode] == DataplaneAmbient {
+		if p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient {
 			podLabelledAmbient++
 		}
-		if p.Annotations[AnnotationRedirection] == RedirectionEnabled {
+		if p.Annotations[ambient.AnnotationRedirection] == ambient.RedirectionEnabled {
 			np.Pods.Captured++
 		}
 		kind, name := ownerOf(p)
@@ -436,12 +438,12 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 	}
 
 	l := ns.Labels
-	ambient := l[LabelDataplaneMode] == DataplaneAmbient
+	enrolled := l[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient
 	inj := injectionOn(l)
 	switch {
-	case ambient && (inj || np.Pods.Sidecar > 0):
+	case enrolled && (inj || np.Pods.Sidecar > 0):
 		np.Mode = ModeMixed
-	case ambient:
+	case enrolled:
 		np.Mode = ModeAmbient
 	case (inj || np.Pods.Sidecar > 0) && podLabelledAmbient > 0:
 		np.Mode = ModeMixed
@@ -454,10 +456,10 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 	}
 
 	// The exact label change.
-	if !ambient {
-		np.Changes.Add = map[string]string{LabelDataplaneMode: DataplaneAmbient}
+	if !enrolled {
+		np.Changes.Add = map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient}
 	}
-	for _, k := range []string{LabelInjection, LabelRev} {
+	for _, k := range []string{ambient.LabelInjection, ambient.LabelRev} {
 		if _, ok := l[k]; ok {
 			np.Changes.Remove = append(np.Changes.Remove, k)
 		}
@@ -499,7 +501,7 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 				np.Blockers = append(np.Blockers, ResourceRef{Kind: KindPeerAuthentication, Name: u.GetName(), Reason: "port-level mTLS DISABLE does not carry over to ambient"})
 			}
 		case KindGateway:
-			if cls, _, _ := unstructured.NestedString(u.Object, "spec", "gatewayClassName"); cls == WaypointClass {
+			if cls, _, _ := unstructured.NestedString(u.Object, "spec", "gatewayClassName"); cls == ambient.WaypointClass {
 				waypointSeen = true
 			}
 		}
@@ -514,7 +516,7 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 	if !installed[KindAuthorizationPolicy] && !installed[KindPeerAuthentication] {
 		np.Warnings = append(np.Warnings, "Istio CRDs are not installed: L7 resources and blockers were not checked")
 	}
-	if np.Pods.Capture > 0 && !ambient {
+	if np.Pods.Capture > 0 && !enrolled {
 		np.Warnings = append(np.Warnings, fmt.Sprintf("%d running pod(s) will be captured in place: their established long-lived connections are reset", np.Pods.Capture))
 	}
 	if np.Pods.Sidecar > 0 {

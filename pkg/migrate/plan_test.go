@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // loadSnapshot reads a multi-document YAML fixture into a Snapshot.
@@ -278,19 +280,19 @@ func TestJournalRoundTrip(t *testing.T) {
 		restore map[string]any
 	}{
 		{name: "injection label comes back, ambient goes",
-			before:  map[string]string{LabelInjection: "enabled", "team": "a"},
-			after:   map[string]string{LabelDataplaneMode: DataplaneAmbient, "team": "a"},
-			restore: map[string]any{LabelInjection: "enabled", LabelDataplaneMode: nil}},
+			before:  map[string]string{ambient.LabelInjection: "enabled", "team": "a"},
+			after:   map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient, "team": "a"},
+			restore: map[string]any{ambient.LabelInjection: "enabled", ambient.LabelDataplaneMode: nil}},
 		{name: "revision and waypoint",
-			before:  map[string]string{LabelRev: "canary"},
-			after:   map[string]string{LabelDataplaneMode: DataplaneAmbient, LabelUseWaypoint: "waypoint"},
-			restore: map[string]any{LabelRev: "canary", LabelDataplaneMode: nil, LabelUseWaypoint: nil}},
+			before:  map[string]string{ambient.LabelRev: "canary"},
+			after:   map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient, ambient.LabelUseWaypoint: "waypoint"},
+			restore: map[string]any{ambient.LabelRev: "canary", ambient.LabelDataplaneMode: nil, ambient.LabelUseWaypoint: nil}},
 		{name: "previous value of the mode label is kept",
-			before:  map[string]string{LabelDataplaneMode: "weird"},
-			after:   map[string]string{LabelDataplaneMode: DataplaneAmbient},
-			restore: map[string]any{LabelDataplaneMode: "weird"}},
-		{name: "already restored: nothing to do", before: map[string]string{LabelInjection: "enabled"},
-			after: map[string]string{LabelInjection: "enabled"}, restore: map[string]any{}},
+			before:  map[string]string{ambient.LabelDataplaneMode: "weird"},
+			after:   map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient},
+			restore: map[string]any{ambient.LabelDataplaneMode: "weird"}},
+		{name: "already restored: nothing to do", before: map[string]string{ambient.LabelInjection: "enabled"},
+			after: map[string]string{ambient.LabelInjection: "enabled"}, restore: map[string]any{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,7 +321,7 @@ func TestJournalRoundTrip(t *testing.T) {
 }
 
 func TestMergePatchCarriesPrecondition(t *testing.T) {
-	b, err := mergePatch("42", map[string]string{LabelDataplaneMode: DataplaneAmbient}, []string{LabelInjection}, map[string]any{AnnotationJournal: "j"})
+	b, err := mergePatch("42", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient}, []string{ambient.LabelInjection}, map[string]any{AnnotationJournal: "j"})
 	if err != nil {
 		t.Fatal(err)
 	}

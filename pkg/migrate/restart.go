@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -256,12 +257,9 @@ func waitRollout(ctx context.Context, kc kubernetes.Interface, w WorkloadRef, ge
 func rolloutDone(o runtime.Object, gen int64) bool {
 	switch d := o.(type) {
 	case *appsv1.Deployment:
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		s := d.Status
-		return s.ObservedGeneration >= gen && s.UpdatedReplicas == want && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas == s.UpdatedReplicas
+		// gen is the generation our restart patch produced; the object's
+		// own generation may be newer still, and ambient's rule waits for it.
+		return d.Status.ObservedGeneration >= gen && ambient.DeploymentReadiness(d).RolledOut
 	case *appsv1.StatefulSet:
 		want := int32(1)
 		if d.Spec.Replicas != nil {
@@ -270,8 +268,7 @@ func rolloutDone(o runtime.Object, gen int64) bool {
 		s := d.Status
 		return s.ObservedGeneration >= gen && s.UpdatedReplicas == want && s.ReadyReplicas == want && s.CurrentRevision == s.UpdateRevision
 	case *appsv1.DaemonSet:
-		s := d.Status
-		return s.ObservedGeneration >= gen && s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled
+		return d.Status.ObservedGeneration >= gen && ambient.DaemonSetReadiness(d).RolledOut
 	}
 	return false
 }

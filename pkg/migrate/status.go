@@ -5,6 +5,8 @@ import (
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // NamespaceStatus compares a namespace's intent (labels) with what istio-cni
@@ -70,9 +72,9 @@ func BuildStatus(s *Snapshot, names []string) ([]NamespaceStatus, error) {
 func namespaceStatus(ns *corev1.Namespace, pods []*corev1.Pod) NamespaceStatus {
 	st := NamespaceStatus{Namespace: ns.Name}
 	_, st.Journal = ns.Annotations[AnnotationJournal]
-	ambient := ns.Labels[LabelDataplaneMode] == DataplaneAmbient
+	enrolled := ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient
 	switch {
-	case ambient:
+	case enrolled:
 		st.Intent = "ambient"
 	case injectionOn(ns.Labels):
 		st.Intent = "sidecar"
@@ -87,8 +89,8 @@ func namespaceStatus(ns *corev1.Namespace, pods []*corev1.Pod) NamespaceStatus {
 			continue
 		}
 		st.Pods++
-		red := p.Annotations[AnnotationRedirection]
-		podAmbient := ambient || p.Labels[LabelDataplaneMode] == DataplaneAmbient
+		red := p.Annotations[ambient.AnnotationRedirection]
+		podAmbient := enrolled || p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient
 		switch c {
 		case classSidecar:
 			st.Sidecars++
@@ -101,9 +103,9 @@ func namespaceStatus(ns *corev1.Namespace, pods []*corev1.Pod) NamespaceStatus {
 			case !podAmbient && red != "":
 				st.Unexpected++
 			case !podAmbient:
-			case red == RedirectionEnabled:
+			case red == ambient.RedirectionEnabled:
 				st.Captured++
-			case red == RedirectionPending:
+			case red == ambient.RedirectionPending:
 				st.Pending++
 			default:
 				st.Missing++

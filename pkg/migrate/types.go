@@ -12,42 +12,34 @@
 //   - Unenroll restores the journaled labels.
 package migrate
 
-import "time"
+import (
+	"time"
 
-// Labels and annotations this package reads or writes.
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+)
+
+// Deprecated aliases of the ambient vocabulary, kept while pkg/cmd refers
+// to them.
 const (
-	// LabelDataplaneMode enrolls a namespace (value ambient) or opts a pod out (value none).
-	LabelDataplaneMode = "istio.io/dataplane-mode"
-	// DataplaneAmbient is the value of LabelDataplaneMode that enrolls.
-	DataplaneAmbient = "ambient"
-	// DataplaneNone is the pod-level value of LabelDataplaneMode that opts a pod out.
-	DataplaneNone = "none"
-	// LabelInjection is the classic sidecar injection label (value enabled).
-	LabelInjection = "istio-injection"
-	// LabelRev selects a revisioned sidecar injector.
-	LabelRev = "istio.io/rev"
-	// LabelUseWaypoint routes a namespace's traffic through a waypoint.
-	LabelUseWaypoint = "istio.io/use-waypoint"
-	// AnnotationRedirection is written by istio-cni on captured pods: pending or enabled.
-	AnnotationRedirection = "ambient.istio.io/redirection"
-	// RedirectionEnabled means the pod's traffic is captured by ztunnel.
-	RedirectionEnabled = "enabled"
-	// RedirectionPending means redirection rules exist but ztunnel has not accepted the pod yet.
-	RedirectionPending = "pending"
-	// AnnotationSidecarStatus is set by the sidecar injector on every injected pod.
-	AnnotationSidecarStatus = "sidecar.istio.io/status"
+	// LabelDataplaneMode is ambient.LabelDataplaneMode.
+	//
+	// Deprecated: use ambient.LabelDataplaneMode.
+	LabelDataplaneMode = ambient.LabelDataplaneMode
+	// DataplaneAmbient is ambient.DataplaneAmbient.
+	//
+	// Deprecated: use ambient.DataplaneAmbient.
+	DataplaneAmbient = ambient.DataplaneAmbient
+)
+
+// Labels and annotations of this package's own (the Istio ones are in
+// package ambient).
+const (
 	// AnnotationJournal holds the Journal of an enrollment on the namespace.
 	AnnotationJournal = "kubectl-ambient.io/enroll-journal"
 	// AnnotationRestartedAt is the pod-template annotation `kubectl rollout restart` uses.
 	AnnotationRestartedAt = "kubectl.kubernetes.io/restartedAt"
 	// EnvEnableHBONE in the istio-proxy container lets a sidecar speak HBONE to ambient pods.
 	EnvEnableHBONE = "ISTIO_META_ENABLE_HBONE"
-	// ProxyContainer is the name of the injected sidecar container.
-	ProxyContainer = "istio-proxy"
-	// WaypointClass is the GatewayClass of Istio waypoints.
-	WaypointClass = "istio-waypoint"
-	// LabelWaypointFor marks a Gateway as a waypoint and says for what traffic.
-	LabelWaypointFor = "istio.io/waypoint-for"
 	// LabelManagedBy marks objects this tool created.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is our value of LabelManagedBy.
@@ -56,7 +48,7 @@ const (
 
 // managedLabels are the namespace labels an enrollment may change; the
 // journal records the previous value (or absence) of each.
-var managedLabels = []string{LabelDataplaneMode, LabelInjection, LabelRev, LabelUseWaypoint}
+var managedLabels = []string{ambient.LabelDataplaneMode, ambient.LabelInjection, ambient.LabelRev, ambient.LabelUseWaypoint}
 
 // Mode is a namespace's data-plane mode as found in the cluster.
 type Mode string
@@ -70,7 +62,7 @@ const (
 )
 
 // DefaultSystemNamespaces are never enrolled.
-var DefaultSystemNamespaces = []string{"kube-system", "istio-system"}
+var DefaultSystemNamespaces = []string{"kube-system", ambient.IstioNamespace}
 
 // ResourceRef names an Istio or Gateway API object and why it matters.
 type ResourceRef struct {

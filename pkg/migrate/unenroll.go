@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // UnenrollOptions tune Unenroll.
@@ -87,9 +89,9 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 			ann[AnnotationJournal] = nil
 			waypoint = j.Waypoint
 			res.Outcome, res.Message = OutcomeUnenrolled, "labels restored from the journal of "+j.Time.Format("2006-01-02T15:04:05Z")
-		case ns.Labels[LabelDataplaneMode] == DataplaneAmbient:
-			lbl = map[string]any{LabelDataplaneMode: nil}
-			res.Outcome, res.Message = OutcomeUnenrolled, "no journal found: removed "+LabelDataplaneMode+" only; sidecar injection labels were not restored"
+		case ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient:
+			lbl = map[string]any{ambient.LabelDataplaneMode: nil}
+			res.Outcome, res.Message = OutcomeUnenrolled, "no journal found: removed "+ambient.LabelDataplaneMode+" only; sidecar injection labels were not restored"
 		default:
 			res.Outcome, res.Message = OutcomeNotEnrolled, "nothing to do"
 			return nil

@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // ErrNotCaptured is returned (wrapped) when pods that should be captured are
@@ -208,10 +210,10 @@ func evalNamespace(ns string, objs []any) *NamespaceVerify {
 				Reason: fmt.Sprintf("has a sidecar; captured when %s/%s next rolls out (or use --restart-sidecars)", kind, name)})
 		case classCapture:
 			nv.Expected++
-			switch p.Annotations[AnnotationRedirection] {
-			case RedirectionEnabled:
+			switch p.Annotations[ambient.AnnotationRedirection] {
+			case ambient.RedirectionEnabled:
 				nv.Captured++
-			case RedirectionPending:
+			case ambient.RedirectionPending:
 				nv.Pending++
 				nv.Pods = append(nv.Pods, PodState{Pod: p.Name, Node: p.Spec.NodeName, State: PodPending,
 					Reason: fmt.Sprintf("istio-cni set up redirection but ztunnel on node %s has not accepted the pod yet; check ztunnel there", p.Spec.NodeName)})
@@ -232,5 +234,5 @@ func missingReason(p *corev1.Pod) string {
 	case p.Status.Phase == corev1.PodPending:
 		return fmt.Sprintf("not running yet on node %s", p.Spec.NodeName)
 	}
-	return fmt.Sprintf("no %s annotation: istio-cni on node %s has not processed the pod; check the istio-cni node agent there", AnnotationRedirection, p.Spec.NodeName)
+	return fmt.Sprintf("no %s annotation: istio-cni on node %s has not processed the pod; check the istio-cni node agent there", ambient.AnnotationRedirection, p.Spec.NodeName)
 }

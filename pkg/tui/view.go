@@ -11,6 +11,7 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
 
@@ -493,20 +494,7 @@ func (m *Model) detailLines() []string {
 		add("")
 		add("%s", paintTitle.paint(fmt.Sprintf("CERTIFICATES (%d)", len(d.Certificates))))
 		for _, c := range d.Certificates {
-			st := ztunnel.StateHealthy
-			exp := "no expiry"
-			if c.Expiration != nil {
-				left := c.Expiration.Sub(now)
-				exp = "expires in " + ztunnel.Age(left) + " (" + c.Expiration.UTC().Format("2006-01-02 15:04") + "Z)"
-				if left <= 0 {
-					exp, st = "expired "+ztunnel.Age(left)+" ago", ztunnel.StateUnhealthy
-				} else if left < 24*time.Hour {
-					st = ztunnel.StateWarning
-				}
-			}
-			if !strings.EqualFold(c.State, "Available") {
-				st = ztunnel.StateUnhealthy
-			}
+			st, exp := certState(c, now)
 			add("  %s %-12s %-48s %s", paintState[st].paint(st.Symbol()), c.State, c.Identity, exp)
 		}
 		add("")
@@ -579,4 +567,27 @@ var helpText = []string{
 
 func (m *Model) viewHelp() string {
 	return m.fit(paintTitle.paint("help")) + "\n" + m.window(helpText) + m.footer("esc back · q quit")
+}
+
+// certState is a certificate's state and expiry text in the node detail.
+// It applies the one expiry rule (status and check use it too): warn at
+// min(24h, half the lifetime), since Istio's workload certificates live 24 h
+// and always have under a day left.
+func certState(c ztunnel.Certificate, now time.Time) (ztunnel.State, string) {
+	st := ztunnel.StateHealthy
+	exp := "no expiry"
+	if c.Expiration != nil {
+		left := c.Expiration.Sub(now)
+		exp = "expires in " + ztunnel.Age(left) + " (" + c.Expiration.UTC().Format("2006-01-02 15:04") + "Z)"
+		switch ambient.CertExpiry(c.ValidFrom, c.Expiration, now, ambient.CertWarnLimit) {
+		case ambient.CertExpired:
+			exp, st = "expired "+ztunnel.Age(left)+" ago", ztunnel.StateUnhealthy
+		case ambient.CertExpiring:
+			st = ztunnel.StateWarning
+		}
+	}
+	if !strings.EqualFold(c.State, "Available") {
+		st = ztunnel.StateUnhealthy
+	}
+	return st, exp
 }

@@ -82,7 +82,7 @@ type Result struct {
 // Failed reports whether the result is a warning or an error.
 func (r Result) Failed() bool { return r.Status == StatusWarning || r.Status == StatusError }
 
-// outcome is the error type behind Info and Skip.
+// outcome is the error type behind Info, Skip and Warn.
 type outcome struct {
 	status Status
 	msg    string
@@ -100,6 +100,13 @@ func Info(format string, args ...any) error {
 // not installed"). Skipped checks neither pass nor fail.
 func Skip(format string, args ...any) error {
 	return &outcome{status: StatusSkipped, msg: fmt.Sprintf(format, args...)}
+}
+
+// Warn returns a warning outcome whatever the check's severity, for a
+// check that cannot reach a verdict but has something to say ("image tag
+// latest is not a version; skew cannot be judged").
+func Warn(format string, args ...any) error {
+	return &outcome{status: StatusWarning, msg: fmt.Sprintf(format, args...)}
 }
 
 // Observer receives each result as soon as its check finishes.
@@ -204,6 +211,9 @@ func (r *Runner) exec(ctx context.Context, c Check, res *Result) {
 		res.Status = StatusPass
 	case errors.As(err, &o):
 		res.Status, res.Message = o.status, o.msg
+		if o.status == StatusWarning {
+			res.Hint = c.Hint
+		}
 	default:
 		res.Status, res.Message, res.Hint = failStatus(res.Severity), err.Error(), c.Hint
 	}

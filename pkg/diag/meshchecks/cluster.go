@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 )
 
@@ -30,20 +31,15 @@ import (
 // ten pages.
 const PageSize = 500
 
-// Labels and annotations ambient is driven by (DESIGN.md section 5).
+// DefaultIstioNamespace is ambient.IstioNamespace.
+//
+// Deprecated: use ambient.IstioNamespace; kept while pkg/cmd refers to it.
+const DefaultIstioNamespace = ambient.IstioNamespace
+
 const (
-	LabelDataplaneMode       = "istio.io/dataplane-mode"
-	LabelInjection           = "istio-injection"
-	LabelRevision            = "istio.io/rev"
-	LabelUseWaypoint         = "istio.io/use-waypoint"
-	AnnotationRedirection    = "ambient.istio.io/redirection"
-	AnnotationSidecarStatus  = "sidecar.istio.io/status"
-	DataplaneModeAmbient     = "ambient"
-	DataplaneModeNone        = "none"
-	DefaultIstioNamespace    = "istio-system"
-	ztunnelDaemonSet         = "ztunnel"
-	cniDaemonSet             = "istio-cni-node"
-	waypointGatewayClassName = "istio-waypoint"
+	ztunnelDaemonSet         = ambient.ZtunnelDaemonSet
+	cniDaemonSet             = ambient.CNIDaemonSet
+	waypointGatewayClassName = ambient.WaypointClass
 )
 
 // Resources read through the dynamic client; all are optional CRDs.
@@ -246,7 +242,7 @@ func (c *Cluster) AmbientNamespaces(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, ns := range nss {
-		if ns.Labels[LabelDataplaneMode] == DataplaneModeAmbient {
+		if ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient {
 			out = append(out, ns.Name)
 		}
 	}
@@ -422,11 +418,12 @@ func podReady(p *corev1.Pod) bool {
 
 // hasInjection reports whether a namespace asks for sidecar injection.
 func hasInjection(labels map[string]string) bool {
-	return labels[LabelInjection] == "enabled" || labels[LabelRevision] != ""
+	return labels[ambient.LabelInjection] == "enabled" || labels[ambient.LabelRev] != ""
 }
 
 // infof and skipf are short names for the check outcomes used throughout.
 var (
 	infof = checker.Info
 	skipf = checker.Skip
+	warnf = checker.Warn
 )

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 )
 
@@ -233,7 +234,7 @@ var nodeNames = []string{"node-a", "node-b", "node-c"}
 func healthyInstall() *fixture {
 	f := &fixture{}
 	f.add(namespace("istio-system", map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}),
-		namespace("shop", map[string]string{LabelDataplaneMode: "ambient"}),
+		namespace("shop", map[string]string{ambient.LabelDataplaneMode: "ambient"}),
 		namespace("legacy", map[string]string{}),
 		deployment("istio-system", "istiod", map[string]string{"app": "istiod", "istio.io/rev": "default"}, "docker.io/istio/pilot:1.28.0", 1),
 		daemonSet("istio-system", "istio-cni-node", map[string]string{"k8s-app": "istio-cni-node"}, "docker.io/istio/install-cni:1.28.0"),
@@ -246,11 +247,11 @@ func healthyInstall() *fixture {
 		f.add(node(n),
 			pod("istio-system", "istio-cni-node-"+strconv.Itoa(i), n, map[string]string{"k8s-app": "istio-cni-node"}, nil, true),
 			pod("istio-system", "ztunnel-"+strconv.Itoa(i), n, map[string]string{"app": "ztunnel"}, nil, true),
-			pod("shop", "web-"+strconv.Itoa(i), n, map[string]string{"app": "web"}, map[string]string{AnnotationRedirection: "enabled"}, true),
+			pod("shop", "web-"+strconv.Itoa(i), n, map[string]string{"app": "web"}, map[string]string{ambient.AnnotationRedirection: "enabled"}, true),
 		)
 	}
 	f.add(&corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{LabelUseWaypoint: "waypoint"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{ambient.LabelUseWaypoint: "waypoint"}},
 		Status:     corev1.ServiceStatus{Conditions: []metav1.Condition{{Type: WaypointBoundCondition, Status: metav1.ConditionTrue, Reason: "Bound", Message: "bound to shop/waypoint"}}},
 	})
 	f.dyn = append(f.dyn, gatewayCRD("v1.3.0"), waypoint("shop", "waypoint", true),
@@ -270,7 +271,7 @@ func healthyInstall() *fixture {
 // Flannel CNI, no Istio yet, one namespace to be enrolled.
 func cleanCluster() *fixture {
 	f := &fixture{}
-	f.add(namespace("kube-system", nil), namespace("shop", map[string]string{LabelDataplaneMode: "ambient"}),
+	f.add(namespace("kube-system", nil), namespace("shop", map[string]string{ambient.LabelDataplaneMode: "ambient"}),
 		daemonSet("kube-flannel", "kube-flannel-ds", map[string]string{"app": "flannel"}, "docker.io/flannel/flannel:v0.26.0"),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-flannel"}})
 	for _, n := range nodeNames {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/golden"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 )
 
@@ -27,9 +28,9 @@ func brokenInstall() *fixture {
 	f := healthyInstall()
 	f.add(node("node-d"), pod("istio-system", "istio-cni-node-9", "node-d", map[string]string{"k8s-app": "istio-cni-node"}, nil, true),
 		releaseSecret("istio-system", "ztunnel", 3, "failed", "1.28.1"),
-		pod("shop", "api-0", "node-a", nil, map[string]string{AnnotationRedirection: "pending"}, true),
-		pod("shop", "old-0", "node-b", nil, map[string]string{AnnotationSidecarStatus: "{}"}, true))
-	f.replace(namespace("shop", map[string]string{LabelDataplaneMode: "ambient", LabelInjection: "enabled"}))
+		pod("shop", "api-0", "node-a", nil, map[string]string{ambient.AnnotationRedirection: "pending"}, true),
+		pod("shop", "old-0", "node-b", nil, map[string]string{ambient.AnnotationSidecarStatus: "{}"}, true))
+	f.replace(namespace("shop", map[string]string{ambient.LabelDataplaneMode: "ambient", ambient.LabelInjection: "enabled"}))
 	f.dyn[1] = waypoint("shop", "waypoint", false)
 	return f
 }

@@ -15,9 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ExpectedReleases are the Helm releases install creates, in install order.
-var ExpectedReleases = []string{"istio-base", "istiod", "istio-cni", "ztunnel"}
-
 // Release is the newest revision of one Helm release, read from its Secret
 // (Helm's default storage driver) without importing Helm.
 type Release struct {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
@@ -175,9 +176,9 @@ func installAmbient(t *testing.T, lab *kubelab.Lab, o labInstall) (istioNS, appN
 	t.Helper()
 	ensureCRDs(t, lab, "v1.3.0")
 	istioNS = lab.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "privileged"})
-	appLabels := map[string]string{LabelDataplaneMode: "ambient"}
+	appLabels := map[string]string{ambient.LabelDataplaneMode: "ambient"}
 	if o.bothLabels {
-		appLabels[LabelInjection] = "enabled"
+		appLabels[ambient.LabelInjection] = "enabled"
 	}
 	appNS = lab.Namespace(t, appLabels)
 	tag := o.ztunnelTag
@@ -199,7 +200,7 @@ func installAmbient(t *testing.T, lab *kubelab.Lab, o labInstall) (istioNS, appN
 		}}
 	}
 	create(t, lab, istiod, cni, zt)
-	for _, r := range ExpectedReleases {
+	for _, r := range ambient.Releases() {
 		create(t, lab, releaseSecret(istioNS, r, 1, "deployed", "1.28.0"))
 	}
 	if o.failedRelease {
@@ -207,20 +208,20 @@ func installAmbient(t *testing.T, lab *kubelab.Lab, o labInstall) (istioNS, appN
 	}
 	nodes := lab.Nodes[:3]
 	for i, n := range nodes {
-		create(t, lab, pod(appNS, fmt.Sprintf("web-%d", i), n, map[string]string{"app": "web"}, map[string]string{AnnotationRedirection: "enabled"}, true))
+		create(t, lab, pod(appNS, fmt.Sprintf("web-%d", i), n, map[string]string{"app": "web"}, map[string]string{ambient.AnnotationRedirection: "enabled"}, true))
 	}
 	if o.pendingPod {
-		create(t, lab, pod(appNS, "api-0", nodes[0], map[string]string{"app": "api"}, map[string]string{AnnotationRedirection: "pending"}, true))
+		create(t, lab, pod(appNS, "api-0", nodes[0], map[string]string{"app": "api"}, map[string]string{ambient.AnnotationRedirection: "pending"}, true))
 	}
 	if o.sidecarPod {
-		create(t, lab, pod(appNS, "old-0", nodes[1], map[string]string{"app": "old"}, map[string]string{AnnotationSidecarStatus: "{}"}, true))
+		create(t, lab, pod(appNS, "old-0", nodes[1], map[string]string{"app": "old"}, map[string]string{ambient.AnnotationSidecarStatus: "{}"}, true))
 	}
 	cond := metav1.Condition{Type: WaypointBoundCondition, Status: metav1.ConditionTrue, Reason: "Bound", Message: "bound to waypoint", LastTransitionTime: metav1.Now()}
 	if o.waypointBroken {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "WaypointNotFound", "waypoint missing not found"
 	}
 	create(t, lab, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: appNS, Labels: map[string]string{LabelUseWaypoint: "waypoint"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: appNS, Labels: map[string]string{ambient.LabelUseWaypoint: "waypoint"}},
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80}}},
 		Status:     corev1.ServiceStatus{Conditions: []metav1.Condition{cond}},
 	})
@@ -377,7 +378,7 @@ func TestLabPrecheck(t *testing.T) {
 	lab := getLab(t)
 	settleNamespaces(t, lab)
 	ensureCRDs(t, lab, "v1.3.0")
-	enroll := lab.Namespace(t, map[string]string{LabelDataplaneMode: "ambient"})
+	enroll := lab.Namespace(t, map[string]string{ambient.LabelDataplaneMode: "ambient"})
 	istioNS := lab.Namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "privileged"})
 	opts := PrecheckOptions{IstioVersion: "1.28", EnrollNamespaces: []string{enroll}}
 

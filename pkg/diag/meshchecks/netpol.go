@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // HBONEPort is ztunnel's inbound port inside every ambient pod.
@@ -142,7 +144,7 @@ func (p *prechecker) enrollNamespaces(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, ns := range nss {
-		if ns.Labels[LabelDataplaneMode] == DataplaneModeAmbient || hasInjection(ns.Labels) {
+		if ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient || hasInjection(ns.Labels) {
 			out = append(out, ns.Name)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
@@ -174,7 +175,7 @@ func (h *healther) releases(ctx context.Context) error {
 			bad = append(bad, fmt.Sprintf("%s is %s (revision %d)", r.Name, r.Status, r.Revision))
 		}
 	}
-	for _, name := range ExpectedReleases {
+	for _, name := range ambient.Releases() {
 		if _, ok := have[name]; !ok {
 			bad = append(bad, fmt.Sprintf("%s is not installed", name))
 		}
@@ -196,18 +197,17 @@ func (h *healther) istiodReady(ctx context.Context) error {
 	return deploymentsReady(deps)
 }
 
-// deploymentsReady fails when any deployment has fewer ready replicas than wanted.
+// deploymentsReady fails when any deployment has fewer ready replicas than
+// wanted (ambient.Readiness.Serving: a rollout in progress still serves).
 func deploymentsReady(deps []appsv1.Deployment) error {
 	var bad, ok []string
-	for _, d := range deps {
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		if d.Status.ReadyReplicas < want || want == 0 {
-			bad = append(bad, fmt.Sprintf("deployment %s/%s has %d of %d replicas ready", d.Namespace, d.Name, d.Status.ReadyReplicas, want))
+	for i := range deps {
+		d := &deps[i]
+		r := ambient.DeploymentReadiness(d)
+		if !r.Serving() {
+			bad = append(bad, fmt.Sprintf("deployment %s/%s has %d of %d replicas ready", d.Namespace, d.Name, r.Ready, r.Want))
 		} else {
-			ok = append(ok, fmt.Sprintf("%s/%s %d/%d ready", d.Namespace, d.Name, d.Status.ReadyReplicas, want))
+			ok = append(ok, fmt.Sprintf("%s/%s %d/%d ready", d.Namespace, d.Name, r.Ready, r.Want))
 		}
 	}
 	if len(bad) > 0 {
@@ -222,7 +222,7 @@ func deploymentVersion(d *appsv1.Deployment) string {
 		return v
 	}
 	if len(d.Spec.Template.Spec.Containers) > 0 {
-		if t := imageTag(d.Spec.Template.Spec.Containers[0].Image); t != "" {
+		if t := ambient.ImageTag(d.Spec.Template.Spec.Containers[0].Image); t != "" {
 			return t
 		}
 	}
@@ -231,7 +231,7 @@ func deploymentVersion(d *appsv1.Deployment) string {
 
 func daemonSetVersion(ds *appsv1.DaemonSet) string {
 	if len(ds.Spec.Template.Spec.Containers) > 0 {
-		if t := imageTag(ds.Spec.Template.Spec.Containers[0].Image); t != "" {
+		if t := ambient.ImageTag(ds.Spec.Template.Spec.Containers[0].Image); t != "" {
 			return t
 		}
 	}
@@ -247,20 +247,30 @@ func (h *healther) versionSkew(ctx context.Context) error {
 		return skipf("istiod not found")
 	}
 	// With several revisions the data plane follows the newest istiod.
-	istiod := ""
+	istiod, unparsed := "", ""
+	var newest ambient.Version
 	for i := range deps {
 		v := deploymentVersion(&deps[i])
-		if pv, err := parseVersion(v); err == nil {
-			if cur, err := parseVersion(istiod); err != nil || cur.less(pv) {
-				istiod = v
+		pv, err := ambient.ParseVersion(v)
+		if err != nil {
+			if v != "unknown" {
+				unparsed = v
 			}
+			continue
 		}
+		if istiod == "" || newest.Less(pv) {
+			istiod, newest = v, pv
+		}
+	}
+	if istiod == "" && unparsed != "" {
+		// Development charts tag images latest: there is no version to judge.
+		return warnf("istiod runs image tag %s, which is not a version, so version skew cannot be judged; deploy a released istio version to have it checked", unparsed)
 	}
 	if istiod == "" {
 		return skipf("istiod version unknown (no version label or image tag)")
 	}
 	parts := []string{"istiod " + istiod}
-	var errs []string
+	var errs, warns []string
 	for _, name := range []string{cniDaemonSet, ztunnelDaemonSet} {
 		ds, err := h.c.DaemonSet(ctx, name)
 		if err != nil {
@@ -274,12 +284,19 @@ func (h *healther) versionSkew(ctx context.Context) error {
 			continue
 		}
 		parts = append(parts, name+" "+v)
-		if err := checkSkew(istiod, name, v); err != nil {
+		if err := checkSkew(istiod, name, v); errors.Is(err, errNotAVersion) {
+			warns = append(warns, fmt.Sprintf("%s runs image tag %s, which is not a version, so its skew against istiod %s cannot be judged", name, v, istiod))
+		} else if err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
 	if len(errs) > 0 {
+		// A judged skew error outranks a component that could not be judged.
+		errs = append(errs, warns...)
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	if len(warns) > 0 {
+		return warnf("%s", strings.Join(warns, "\n"))
 	}
 	return infof("%s", strings.Join(parts, ", "))
 }
@@ -437,7 +454,7 @@ func (h *healther) certificates(ctx context.Context) error {
 			switch {
 			case cert.State != "Available":
 				bad = append(bad, fmt.Sprintf("node %s: %s is %s", p.Spec.NodeName, cert.Identity, cert.State))
-			case cert.Expiration != nil && !cert.Expiration.After(now):
+			case ambient.CertExpiry(cert.ValidFrom, cert.Expiration, now, ambient.CertWarnLimit) == ambient.CertExpired:
 				bad = append(bad, fmt.Sprintf("node %s: %s expired at %s", p.Spec.NodeName, cert.Identity, cert.Expiration.UTC().Format(time.RFC3339)))
 			}
 		}
@@ -455,7 +472,7 @@ func (h *healther) dualLabels(ctx context.Context) error {
 	}
 	var both []string
 	for _, ns := range nss {
-		if ns.Labels[LabelDataplaneMode] == DataplaneModeAmbient && hasInjection(ns.Labels) {
+		if ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient && hasInjection(ns.Labels) {
 			both = append(both, ns.Name)
 		}
 	}
@@ -477,11 +494,11 @@ func (h *healther) ambientPods(ctx context.Context) (captured, sidecars []corev1
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
 		}
-		if _, ok := p.Annotations[AnnotationSidecarStatus]; ok {
+		if _, ok := p.Annotations[ambient.AnnotationSidecarStatus]; ok {
 			sidecars = append(sidecars, p)
 			continue
 		}
-		if p.Spec.HostNetwork || p.Labels[LabelDataplaneMode] == DataplaneModeNone {
+		if p.Spec.HostNetwork || p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneNone {
 			continue
 		}
 		captured = append(captured, p)
@@ -503,7 +520,7 @@ func (h *healther) redirection(ctx context.Context) error {
 	}
 	var bad []string
 	for _, p := range pods {
-		switch v := p.Annotations[AnnotationRedirection]; v {
+		switch v := p.Annotations[ambient.AnnotationRedirection]; v {
 		case "enabled":
 		case "":
 			bad = append(bad, fmt.Sprintf("%s/%s on %s (no redirection annotation)", p.Namespace, p.Name, p.Spec.NodeName))

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
@@ -104,6 +105,19 @@ func TestHealthChecks(t *testing.T) {
 			mutate: func(f *fixture) {
 				f.replace(daemonSet("istio-system", "istio-cni-node", map[string]string{"k8s-app": "istio-cni-node"}, "docker.io/istio/install-cni:1.26.2"))
 			}},
+		{name: "ztunnel tag latest cannot be judged", id: "version-skew", status: checker.StatusWarning, message: "ztunnel runs image tag latest, which is not a version, so its skew against istiod 1.28.0 cannot be judged",
+			mutate: func(f *fixture) {
+				f.replace(daemonSet("istio-system", "ztunnel", map[string]string{"app": "ztunnel"}, "docker.io/istio/ztunnel:latest"))
+			}},
+		{name: "istiod tag latest cannot be judged", id: "version-skew", status: checker.StatusWarning, message: "istiod runs image tag latest, which is not a version, so version skew cannot be judged",
+			mutate: func(f *fixture) {
+				f.replace(deployment("istio-system", "istiod", map[string]string{"app": "istiod"}, "docker.io/istio/pilot:latest", 1))
+			}},
+		{name: "judged skew outranks an unjudged tag", id: "version-skew", status: checker.StatusError, message: "ztunnel 1.29.0 is newer than istiod 1.28.0",
+			mutate: func(f *fixture) {
+				f.replace(daemonSet("istio-system", "ztunnel", map[string]string{"app": "ztunnel"}, "docker.io/istio/ztunnel:1.29.0"))
+				f.replace(daemonSet("istio-system", "istio-cni-node", map[string]string{"k8s-app": "istio-cni-node"}, "docker.io/istio/install-cni:latest"))
+			}},
 		{name: "cni daemonset missing", id: "cni-daemonset", status: checker.StatusError, message: "istio-system/istio-cni-node not found",
 			mutate: func(f *fixture) {
 				f.replace(daemonSet("istio-system", "istio-cni-node-renamed", nil, "x"))
@@ -158,18 +172,18 @@ func TestHealthChecks(t *testing.T) {
 			}},
 		{name: "namespace with both labels", id: "namespace-labels", status: checker.StatusError, message: "both ambient and sidecar injection: shop",
 			mutate: func(f *fixture) {
-				f.replace(namespace("shop", map[string]string{LabelDataplaneMode: "ambient", LabelInjection: "enabled"}))
+				f.replace(namespace("shop", map[string]string{ambient.LabelDataplaneMode: "ambient", ambient.LabelInjection: "enabled"}))
 			}},
 		{name: "narrowed to another namespace", id: "namespace-labels", status: checker.StatusPass,
 			mutate: func(f *fixture) {
-				f.replace(namespace("shop", map[string]string{LabelDataplaneMode: "ambient", LabelRevision: "canary"}))
+				f.replace(namespace("shop", map[string]string{ambient.LabelDataplaneMode: "ambient", ambient.LabelRev: "canary"}))
 				f.narrow = "legacy"
 			}},
 		{name: "narrowed to a missing namespace", id: "namespace-labels", status: checker.StatusError, message: `namespace "nope" not found`,
 			mutate: func(f *fixture) { f.narrow = "nope" }},
 		{name: "pod redirection pending", id: "pod-redirection", status: checker.StatusError, message: "1 of 4 pods are not captured: shop/api-0 on node-a (redirection pending)",
 			mutate: func(f *fixture) {
-				f.add(pod("shop", "api-0", "node-a", nil, map[string]string{AnnotationRedirection: "pending"}, true))
+				f.add(pod("shop", "api-0", "node-a", nil, map[string]string{ambient.AnnotationRedirection: "pending"}, true))
 			}},
 		{name: "pod redirection missing", id: "pod-redirection", status: checker.StatusError, message: "shop/api-0 on node-a (no redirection annotation)",
 			mutate: func(f *fixture) { f.add(pod("shop", "api-0", "node-a", nil, nil, true)) }},
@@ -177,11 +191,11 @@ func TestHealthChecks(t *testing.T) {
 			mutate: func(f *fixture) {
 				hn := pod("shop", "agent-0", "node-a", nil, nil, true)
 				hn.Spec.HostNetwork = true
-				f.add(hn, pod("shop", "opt-out", "node-a", map[string]string{LabelDataplaneMode: "none"}, nil, true))
+				f.add(hn, pod("shop", "opt-out", "node-a", map[string]string{ambient.LabelDataplaneMode: "none"}, nil, true))
 			}},
 		{name: "sidecar pod in ambient namespace", id: "sidecars-in-ambient", status: checker.StatusWarning, message: "1 pods still run a sidecar: shop/old-0",
 			mutate: func(f *fixture) {
-				f.add(pod("shop", "old-0", "node-a", nil, map[string]string{AnnotationSidecarStatus: "{}"}, true))
+				f.add(pod("shop", "old-0", "node-a", nil, map[string]string{ambient.AnnotationSidecarStatus: "{}"}, true))
 			}},
 		{name: "waypoint not programmed", id: "waypoints-programmed", status: checker.StatusError, message: "shop/waypoint: Invalid: waypoint deployment",
 			mutate: func(f *fixture) { f.dyn[1] = waypoint("shop", "waypoint", false) }},

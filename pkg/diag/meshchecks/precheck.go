@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube/platform"
@@ -356,7 +357,7 @@ func (p *prechecker) istioInstalled(ctx context.Context) error {
 	}
 	var out []string
 	for _, d := range deps {
-		rev := d.Labels[LabelRevision]
+		rev := d.Labels[ambient.LabelRev]
 		if rev == "" {
 			rev = "default"
 		}
@@ -404,7 +405,7 @@ func (p *prechecker) sidecarsHBONE(ctx context.Context) error {
 	var without []string
 	total := 0
 	for _, pod := range pods {
-		if _, ok := pod.Annotations[AnnotationSidecarStatus]; !ok {
+		if _, ok := pod.Annotations[ambient.AnnotationSidecarStatus]; !ok {
 			continue
 		}
 		total++
@@ -425,7 +426,7 @@ func (p *prechecker) sidecarsHBONE(ctx context.Context) error {
 func sidecarHasHBONE(pod *corev1.Pod) bool {
 	all := append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...)
 	for _, c := range all {
-		if c.Name != "istio-proxy" {
+		if c.Name != ambient.ProxyContainer {
 			continue
 		}
 		for _, e := range c.Env {
@@ -457,12 +458,12 @@ func (p *prechecker) gatewayAPI(ctx context.Context) error {
 	if bundle == "" {
 		return fmt.Errorf("crd %s has no %s annotation, so its Gateway API release is unknown", gatewayAPIGatewaysCRD, gatewayAPIBundleVersion)
 	}
-	have, err := parseVersion(bundle)
+	have, err := ambient.ParseVersion(bundle)
 	if err != nil {
 		return fmt.Errorf("gateway api bundle version: %w", err)
 	}
-	want, _ := parseVersion(sup.MinGatewayAPI)
-	if have.less(want) {
+	want, _ := ambient.ParseVersion(sup.MinGatewayAPI)
+	if have.Less(want) {
 		return fmt.Errorf("gateway api %s is older than %s, the release istio %s is documented with", bundle, sup.MinGatewayAPI, minor)
 	}
 	channel := ann[gatewayAPIChannel]

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 )
 
@@ -66,13 +67,13 @@ func env(k, v string) corev1.EnvVar { return corev1.EnvVar{Name: k, Value: v} }
 
 func withSidecarPod(hbone bool) func(*fixture) {
 	return func(f *fixture) {
-		p := pod("legacy", "old-0", "node-a", map[string]string{"security.istio.io/tlsMode": "istio"}, map[string]string{AnnotationSidecarStatus: "{}"}, true)
+		p := pod("legacy", "old-0", "node-a", map[string]string{"security.istio.io/tlsMode": "istio"}, map[string]string{ambient.AnnotationSidecarStatus: "{}"}, true)
 		proxy := corev1.Container{Name: "istio-proxy", Image: "docker.io/istio/proxyv2:1.27.3"}
 		if hbone {
 			proxy.Env = []corev1.EnvVar{env("ISTIO_META_ENABLE_HBONE", "true")}
 		}
 		p.Spec.Containers = append(p.Spec.Containers, proxy)
-		f.add(namespace("legacy", map[string]string{LabelInjection: "enabled"}), p)
+		f.add(namespace("legacy", map[string]string{ambient.LabelInjection: "enabled"}), p)
 	}
 }
 
@@ -280,18 +281,7 @@ func TestEvaluatePolicies(t *testing.T) {
 }
 
 func TestVersions(t *testing.T) {
-	for _, tc := range []struct {
-		image, tag string
-	}{
-		{"docker.io/istio/ztunnel:1.28.0", "1.28.0"},
-		{"docker.io/istio/ztunnel:1.28.0-distroless", "1.28.0-distroless"},
-		{"localhost:5000/istio/pilot", ""},
-		{"gcr.io/istio-release/pilot:1.27.1@sha256:abcd", "1.27.1"},
-	} {
-		if got := imageTag(tc.image); got != tc.tag {
-			t.Errorf("imageTag(%q) = %q, want %q", tc.image, got, tc.tag)
-		}
-	}
+	// The image-tag cases moved to pkg/ambient (TestImageTag).
 	for _, tc := range []struct {
 		istiod, dp string
 		ok         bool

@@ -1,129 +1,33 @@
 package meshchecks
 
 import (
+	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
-// Support is what one Istio minor release supports.
-type Support struct {
-	// Kubernetes minors, inclusive range.
-	MinKube, MaxKube int
-	// MinGatewayAPI is the oldest Gateway API bundle version the release's
-	// waypoints are documented with.
-	MinGatewayAPI string
-}
+// SupportTable is ambient.SupportTable.
+//
+// Deprecated: use ambient.SupportTable; kept while pkg/cmd refers to it.
+var SupportTable = ambient.SupportTable
 
-// SupportTable maps an Istio minor ("1.28") to the Kubernetes minors the
-// Istio project lists as supported for it (istio.io "Supported Releases").
-var SupportTable = map[string]Support{
-	"1.24": {MinKube: 28, MaxKube: 31, MinGatewayAPI: "v1.2.0"},
-	"1.25": {MinKube: 29, MaxKube: 32, MinGatewayAPI: "v1.2.0"},
-	"1.26": {MinKube: 29, MaxKube: 33, MinGatewayAPI: "v1.2.0"},
-	"1.27": {MinKube: 29, MaxKube: 33, MinGatewayAPI: "v1.3.0"},
-	"1.28": {MinKube: 30, MaxKube: 34, MinGatewayAPI: "v1.3.0"},
-	"1.29": {MinKube: 31, MaxKube: 35, MinGatewayAPI: "v1.4.0"},
-	"1.30": {MinKube: 32, MaxKube: 36, MinGatewayAPI: "v1.4.0"},
-}
+// DefaultIstioVersion is ambient.DefaultIstioVersion.
+//
+// Deprecated: use ambient.DefaultIstioVersion; kept while pkg/cmd refers to it.
+const DefaultIstioVersion = ambient.DefaultIstioVersion
 
-// DefaultIstioVersion is the Istio minor precheck checks against when no
-// --istio-version is given.
-const DefaultIstioVersion = "1.28"
-
-// semver is a parsed major.minor.patch; missing parts are zero.
-type semver struct{ major, minor, patch int }
-
-func (v semver) String() string { return fmt.Sprintf("%d.%d.%d", v.major, v.minor, v.patch) }
-
-func (v semver) less(o semver) bool {
-	if v.major != o.major {
-		return v.major < o.major
-	}
-	if v.minor != o.minor {
-		return v.minor < o.minor
-	}
-	return v.patch < o.patch
-}
-
-// parseVersion reads "v1.33.13", "1.28", "1.28.0-distroless" or
-// "v1.31.4-gke.1000" (anything after the numbers is ignored).
-func parseVersion(s string) (semver, error) {
-	t := strings.TrimPrefix(strings.TrimSpace(s), "v")
-	if i := strings.IndexAny(t, "-+_"); i >= 0 {
-		t = t[:i]
-	}
-	parts := strings.Split(t, ".")
-	if len(parts) < 2 || len(parts) > 3 {
-		return semver{}, fmt.Errorf("version %q is not major.minor[.patch]", s)
-	}
-	var n [3]int
-	for i, p := range parts {
-		v, err := strconv.Atoi(p)
-		if err != nil || v < 0 {
-			return semver{}, fmt.Errorf("version %q is not major.minor[.patch]", s)
-		}
-		n[i] = v
-	}
-	return semver{n[0], n[1], n[2]}, nil
-}
-
-// istioMinor turns "1.28.1" or "1.28" into "1.28".
-func istioMinor(s string) (string, error) {
-	v, err := parseVersion(s)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d.%d", v.major, v.minor), nil
-}
-
-// supportFor looks an Istio version up in SupportTable.
-func supportFor(istio string) (Support, string, error) {
-	minor, err := istioMinor(istio)
-	if err != nil {
-		return Support{}, "", fmt.Errorf("istio version %q: %w; pass --istio-version like 1.28", istio, err)
-	}
-	s, ok := SupportTable[minor]
-	if !ok {
-		return Support{}, minor, fmt.Errorf("istio %s is not in the support table (known: %s); pass a known --istio-version", minor, knownMinors())
+// supportFor looks an Istio version up in ambient.SupportTable, naming the
+// flag that picks another.
+func supportFor(istio string) (ambient.Support, string, error) {
+	s, minor, err := ambient.SupportFor(istio)
+	switch {
+	case errors.Is(err, ambient.ErrUnknownIstio):
+		return s, minor, fmt.Errorf("istio %s is not in the support table (known: %s); pass a known --istio-version", minor, ambient.KnownMinors())
+	case err != nil:
+		return s, minor, fmt.Errorf("istio version %q: %w; pass --istio-version like 1.28", istio, err)
 	}
 	return s, minor, nil
-}
-
-func knownMinors() string {
-	var out []string
-	for k := range SupportTable {
-		out = append(out, k)
-	}
-	sortVersions(out)
-	return strings.Join(out, ", ")
-}
-
-func sortVersions(vs []string) {
-	for i := 1; i < len(vs); i++ {
-		for j := i; j > 0; j-- {
-			a, _ := parseVersion(vs[j-1])
-			b, _ := parseVersion(vs[j])
-			if !b.less(a) {
-				break
-			}
-			vs[j-1], vs[j] = vs[j], vs[j-1]
-		}
-	}
-}
-
-// imageTag returns the tag of an image reference ("" when there is none or
-// it is pinned only by digest).
-func imageTag(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
-	}
-	slash := strings.LastIndex(image, "/")
-	colon := strings.LastIndex(image, ":")
-	if colon <= slash {
-		return ""
-	}
-	return image[colon+1:]
 }
 
 // checkKubeVersion says whether a server version is in the supported range.
@@ -132,34 +36,38 @@ func checkKubeVersion(server, istio string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	v, err := parseVersion(server)
+	v, err := ambient.ParseVersion(server)
 	if err != nil {
 		return "", fmt.Errorf("cannot read the server version: %w", err)
 	}
-	if v.major != 1 || v.minor < sup.MinKube || v.minor > sup.MaxKube {
+	if v.Major() != 1 || v.Minor() < uint64(sup.MinKube) || v.Minor() > uint64(sup.MaxKube) {
 		return "", fmt.Errorf("kubernetes %s is outside the range istio %s supports (1.%d to 1.%d)", server, minor, sup.MinKube, sup.MaxKube)
 	}
 	return fmt.Sprintf("kubernetes %s is supported by istio %s (1.%d to 1.%d)", server, minor, sup.MinKube, sup.MaxKube), nil
 }
 
-// checkSkew applies the ambient upgrade rule: istio-cni and ztunnel at 1.x
-// work with istiod 1.x or 1.x+1, so the data plane may trail istiod by one
-// minor and must never lead it.
+// errNotAVersion marks a component version (an image tag such as latest)
+// that skew cannot be judged from.
+var errNotAVersion = errors.New("not a version")
+
+// checkSkew applies ambient.CheckSkew: the data plane may trail istiod by
+// one minor and must never lead it. A version that does not parse wraps
+// errNotAVersion.
 func checkSkew(istiod, component, componentVersion string) error {
-	cp, err := parseVersion(istiod)
+	cp, err := ambient.ParseVersion(istiod)
 	if err != nil {
-		return fmt.Errorf("istiod version: %w", err)
+		return fmt.Errorf("istiod version: %w: %w", errNotAVersion, err)
 	}
-	dp, err := parseVersion(componentVersion)
+	dp, err := ambient.ParseVersion(componentVersion)
 	if err != nil {
-		return fmt.Errorf("%s version: %w", component, err)
+		return fmt.Errorf("%s version: %w: %w", component, errNotAVersion, err)
 	}
-	switch {
-	case dp.major != cp.major:
+	switch ambient.CheckSkew(cp, dp) {
+	case ambient.SkewMajor:
 		return fmt.Errorf("%s %s and istiod %s are different major versions", component, componentVersion, istiod)
-	case dp.minor > cp.minor:
+	case ambient.SkewMinorAhead:
 		return fmt.Errorf("%s %s is newer than istiod %s; upgrade istiod first", component, componentVersion, istiod)
-	case cp.minor-dp.minor > 1:
+	case ambient.SkewBehind:
 		return fmt.Errorf("%s %s is more than one minor behind istiod %s; upgrade %s", component, componentVersion, istiod, component)
 	}
 	return nil

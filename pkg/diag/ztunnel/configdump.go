@@ -87,11 +87,138 @@ func decodeDump(body []byte) (*rawDump, map[string]rawWorkload, error) {
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, nil, fmt.Errorf("parse ztunnel config_dump: %w", err)
 	}
-	ws, err := decodeList[rawWorkload](raw.Workloads)
+	ws, err := decodeWorkloads(raw.Workloads)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse ztunnel config_dump workloads: %w", err)
 	}
 	return &raw, ws, nil
+}
+
+// decodeWorkloads reads the workloads in the three shapes ztunnel has
+// written: an array (current), an object keyed by "network/address" (older),
+// and the workload store itself, {"by_addr": {address: workload},
+// "by_uid": {uid: workload}} (ztunnel of Istio 1.19-1.21). A workload without
+// a name and a uid means a shape this parser does not know: that is an
+// error naming the keys it found, never an empty list.
+func decodeWorkloads(raw json.RawMessage) (map[string]rawWorkload, error) {
+	if store, ok, err := decodeWorkloadStore(raw); ok || err != nil {
+		return store, err
+	}
+	ws, err := decodeList[rawWorkload](raw)
+	if err != nil {
+		return nil, err
+	}
+	for key, w := range ws {
+		if w.Name == "" && w.UID == "" {
+			return nil, fmt.Errorf("entry %q has neither name nor uid: unknown config_dump shape (workloads keyed by %s)", strings.TrimPrefix(key, "\x00"), describeKeys(ws))
+		}
+	}
+	return ws, nil
+}
+
+// decodeWorkloadStore reads the by_addr/by_uid shape; ok is false when raw
+// is not in it.
+func decodeWorkloadStore(raw json.RawMessage) (map[string]rawWorkload, bool, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, false, nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &top); err != nil {
+		return nil, false, nil //nolint:nilerr // decodeList reports the syntax error with the shape it expected
+	}
+	byAddrRaw, hasAddr := top["by_addr"]
+	byUIDRaw, hasUID := top["by_uid"]
+	if !hasAddr && !hasUID {
+		return nil, false, nil
+	}
+	var byUID map[string]rawWorkload
+	if hasUID {
+		if err := json.Unmarshal(byUIDRaw, &byUID); err != nil {
+			return nil, true, fmt.Errorf("by_uid (ztunnel 1.19-1.21 shape): %w", err)
+		}
+	}
+	// by_addr values are one workload, or a list of them when several share
+	// an address (host-network pods).
+	var byAddr map[string]json.RawMessage
+	if hasAddr {
+		if err := json.Unmarshal(byAddrRaw, &byAddr); err != nil {
+			return nil, true, fmt.Errorf("by_addr (ztunnel 1.19-1.21 shape): %w", err)
+		}
+	}
+	out := make(map[string]rawWorkload, len(byUID))
+	keyOf := func(uid string, w rawWorkload) string {
+		if uid == "" {
+			uid = w.Namespace + "/" + w.Name
+		}
+		return "\x00uid:" + uid
+	}
+	for uid, w := range byUID {
+		if w.UID == "" {
+			w.UID = uid
+		}
+		out[keyOf(uid, w)] = w
+	}
+	addrs := map[string][]string{}
+	for addr, v := range byAddr {
+		var list []rawWorkload
+		if err := json.Unmarshal(v, &list); err != nil {
+			var one rawWorkload
+			if err := json.Unmarshal(v, &one); err != nil {
+				return nil, true, fmt.Errorf("by_addr entry %q (ztunnel 1.19-1.21 shape): %w", addr, err)
+			}
+			list = []rawWorkload{one}
+		}
+		for _, w := range list {
+			k := keyOf(w.UID, w)
+			if _, ok := out[k]; !ok {
+				out[k] = w
+			}
+			addrs[k] = append(addrs[k], addr[strings.LastIndexByte(addr, '/')+1:])
+		}
+	}
+	for k, w := range out {
+		if w.Name == "" && w.UID == "" {
+			return nil, true, fmt.Errorf("a workload in by_addr/by_uid (ztunnel 1.19-1.21 shape) has neither name nor uid")
+		}
+		if len(w.WorkloadIPs) == 0 && len(addrs[k]) > 0 {
+			sort.Strings(addrs[k])
+			w.WorkloadIPs = addrs[k]
+			out[k] = w
+		}
+	}
+	return out, true, nil
+}
+
+// decodeServices counts the services: an array, an object keyed by address,
+// or (ztunnel of Istio 1.19-1.21) the service store, whose by_host map has
+// one entry per namespace/hostname.
+func decodeServices(raw json.RawMessage) (int, error) {
+	svcs, err := decodeList[json.RawMessage](raw)
+	if err != nil {
+		return 0, err
+	}
+	if byHost, ok := svcs["by_host"]; ok {
+		hosts, err := decodeList[json.RawMessage](byHost)
+		if err != nil {
+			return 0, fmt.Errorf("by_host (ztunnel 1.19-1.21 shape): %w", err)
+		}
+		return len(hosts), nil
+	}
+	return len(svcs), nil
+}
+
+// describeKeys names up to three keys of a decoded object, for errors.
+func describeKeys[T any](m map[string]T) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, strings.TrimPrefix(k, "\x00"))
+	}
+	sort.Strings(keys)
+	if len(keys) > 3 {
+		keys = append(keys[:3], "...")
+	}
+	return strings.Join(keys, ", ")
 }
 
 func (raw *rawDump) configDump(ws map[string]rawWorkload) (*ConfigDump, error) {
@@ -110,11 +237,11 @@ func (raw *rawDump) configDump(ws map[string]rawWorkload) (*ConfigDump, error) {
 		}
 		return a.Name < b.Name
 	})
-	svcs, err := decodeList[json.RawMessage](raw.Services)
+	svcs, err := decodeServices(raw.Services)
 	if err != nil {
 		return nil, fmt.Errorf("parse ztunnel config_dump services: %w", err)
 	}
-	out.Services = len(svcs)
+	out.Services = svcs
 	for _, c := range raw.Certificates {
 		cert := Certificate{Identity: c.Identity, State: c.State}
 		// The leaf is first in the chain; its expiry is the one that matters.

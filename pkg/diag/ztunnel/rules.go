@@ -5,11 +5,14 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // Thresholds tune the health rules.
 type Thresholds struct {
-	// CertExpiry warns about certificates that expire sooner than this.
+	// CertExpiry warns about certificates that expire sooner than this (or
+	// than half their lifetime, if shorter: ambient.CertWarnWindow).
 	CertExpiry time.Duration
 	// RestartWindow flags restarts that happened within it.
 	RestartWindow time.Duration
@@ -23,7 +26,7 @@ type Thresholds struct {
 // DefaultThresholds are the rules' defaults: a day for certificates, an hour
 // for restarts, 30 s for pending proxies, half the connections failing.
 func DefaultThresholds() Thresholds {
-	return Thresholds{CertExpiry: 24 * time.Hour, RestartWindow: time.Hour, PendingGrace: 30 * time.Second, FailureRatio: 0.5}
+	return Thresholds{CertExpiry: ambient.CertWarnLimit, RestartWindow: time.Hour, PendingGrace: 30 * time.Second, FailureRatio: 0.5}
 }
 
 // Observation is what the watchers know about one node at one moment.
@@ -102,9 +105,9 @@ func Evaluate(o Observation, now time.Time, th Thresholds) NodeHealth {
 				sev = StateWarning
 			}
 			add(ReasonCertUnavailable, sev, "certificate %s %s", shortIdentity(c.Identity), c.State)
-		case c.Expiration != nil && !c.Expiration.After(now):
+		case ambient.CertExpiry(c.ValidFrom, c.Expiration, now, th.CertExpiry) == ambient.CertExpired:
 			add(ReasonCertExpiring, StateUnhealthy, "certificate %s expired %s ago", shortIdentity(c.Identity), Age(now.Sub(*c.Expiration)))
-		case c.Expiration != nil && c.Expiration.Sub(now) < certWarnWindow(c, th.CertExpiry):
+		case ambient.CertExpiry(c.ValidFrom, c.Expiration, now, th.CertExpiry) == ambient.CertExpiring:
 			add(ReasonCertExpiring, StateWarning, "certificate %s expires in %s", shortIdentity(c.Identity), Age(c.Expiration.Sub(now)))
 		}
 	}
@@ -136,20 +139,6 @@ func Evaluate(o Observation, now time.Time, th Thresholds) NodeHealth {
 		}
 	}
 	return h
-}
-
-// certWarnWindow is how close to expiry a certificate may get before it is
-// reported: th.CertExpiry (a day), but never more than half the
-// certificate's lifetime. Istio's workload certificates live 24 h and are
-// renewed at half-life, so a healthy one always has under a day left; it is
-// late only once less than half its lifetime remains.
-func certWarnWindow(c Certificate, limit time.Duration) time.Duration {
-	if c.ValidFrom != nil && c.Expiration != nil {
-		if half := c.Expiration.Sub(*c.ValidFrom) / 2; half > 0 && half < limit {
-			return half
-		}
-	}
-	return limit
 }
 
 func condReason(conds []NodeCondition, typ string) string {

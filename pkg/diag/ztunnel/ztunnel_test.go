@@ -63,7 +63,7 @@ func TestComputeRates(t *testing.T) {
 }
 
 func TestParseConfigDumpBothShapes(t *testing.T) {
-	for _, file := range []string{"configdump_array.json", "configdump_object.json"} {
+	for _, file := range []string{"configdump_array.json", "configdump_object.json", "configdump_store.json"} {
 		t.Run(file, func(t *testing.T) {
 			d, err := ParseConfigDump(mustRead(t, file))
 			if err != nil {
@@ -90,6 +90,54 @@ func TestParseConfigDumpBothShapes(t *testing.T) {
 	}
 	if _, err := ParseConfigDump([]byte(`{"workloads": 3}`)); err == nil {
 		t.Fatal("a number for workloads must be an error")
+	}
+}
+
+// TestParseConfigDumpWorkloadStore: ztunnel of Istio 1.19-1.21 wrote its
+// workload store, {"by_addr": ..., "by_uid": ...}; each workload is read
+// once, with the address from by_addr when its own list is empty.
+func TestParseConfigDumpWorkloadStore(t *testing.T) {
+	body := mustRead(t, "configdump_store.json")
+	d, err := ParseConfigDump(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Workloads) != 2 || d.Services != 2 {
+		t.Fatalf("workloads %+v, services %d; want 2 and 2", d.Workloads, d.Services)
+	}
+	if got := d.Workloads[0].Addresses; d.Workloads[0].Name != "db-0" || len(got) != 1 || got[0] != "10.244.1.6" {
+		t.Fatalf("db-0 %+v: want its address from by_addr", d.Workloads[0])
+	}
+	id, err := ParseIdentityDump(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(id.Workloads) != 2 || id.Workloads[1].UID != "Kubernetes//Pod/shop/web-1" || id.Workloads[1].TrustDomain != "cluster.local" {
+		t.Fatalf("identity workloads %+v", id.Workloads)
+	}
+	// by_addr alone, with a list where two host-network pods share an address.
+	onlyAddr := `{"workloads": {"by_addr": {"net/10.0.0.9": [{"uid": "a", "name": "a", "namespace": "x"}, {"uid": "b", "name": "b", "namespace": "x"}]}}}`
+	d, err = ParseConfigDump([]byte(onlyAddr))
+	if err != nil || len(d.Workloads) != 2 || d.Workloads[0].Addresses[0] != "10.0.0.9" {
+		t.Fatalf("by_addr only: %+v, %v", d, err)
+	}
+}
+
+// TestParseConfigDumpUnknownShape: a shape the parser does not know is an
+// error naming what it found, never zero workloads.
+func TestParseConfigDumpUnknownShape(t *testing.T) {
+	for _, body := range []string{
+		`{"workloads": {"by_node": {"node-1": {"uid": "x"}}}}`,
+		`{"workloads": {"by_addr": {"net/10.0.0.1": {"protocol": "TCP"}}}}`,
+	} {
+		d, err := ParseConfigDump([]byte(body))
+		if err == nil {
+			t.Errorf("%s: parsed to %+v, want an error", body, d)
+			continue
+		}
+		if !strings.Contains(err.Error(), "by_") || !strings.Contains(err.Error(), "shape") {
+			t.Errorf("%s: error %q does not name the shape", body, err)
+		}
 	}
 }
 

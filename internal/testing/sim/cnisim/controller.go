@@ -32,12 +32,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
-)
 
-const (
-	labelMode      = "istio.io/dataplane-mode"
-	annRedirection = "ambient.istio.io/redirection"
-	annSidecar     = "sidecar.istio.io/status"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // Options tune the stand-in.
@@ -112,7 +108,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		UpdateFunc: func(o, n any) {
 			on, ok1 := o.(*corev1.Namespace)
 			nn, ok2 := n.(*corev1.Namespace)
-			if ok1 && ok2 && on.Labels[labelMode] != nn.Labels[labelMode] {
+			if ok1 && ok2 && on.Labels[ambient.LabelDataplaneMode] != nn.Labels[ambient.LabelDataplaneMode] {
 				enqueueNS(n)
 			}
 		},
@@ -150,13 +146,13 @@ func (c *Controller) eligible(p *corev1.Pod) bool {
 	if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return false
 	}
-	if p.Spec.HostNetwork || p.Labels[labelMode] == "none" {
+	if p.Spec.HostNetwork || p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneNone {
 		return false
 	}
-	if _, ok := p.Annotations[annSidecar]; ok {
+	if _, ok := p.Annotations[ambient.AnnotationSidecarStatus]; ok {
 		return false
 	}
-	if p.Labels[labelMode] == "ambient" {
+	if p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient {
 		return true
 	}
 	obj, ok, _ := c.nss.GetIndexer().GetByKey(p.Namespace)
@@ -164,7 +160,7 @@ func (c *Controller) eligible(p *corev1.Pod) bool {
 		return false
 	}
 	ns := obj.(*corev1.Namespace)
-	return ns.Labels[labelMode] == "ambient"
+	return ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient
 }
 
 func (c *Controller) reconcile(ctx context.Context, key string) {
@@ -174,18 +170,18 @@ func (c *Controller) reconcile(ctx context.Context, key string) {
 		return
 	}
 	p := obj.(*corev1.Pod)
-	cur, has := p.Annotations[annRedirection]
+	cur, has := p.Annotations[ambient.AnnotationRedirection]
 	switch want := c.eligible(p); {
 	case want && !has && c.opts.Delay <= 0:
-		c.patch(ctx, p, "enabled")
+		c.patch(ctx, p, ambient.RedirectionEnabled)
 	case want && !has:
-		if c.patch(ctx, p, "pending") {
+		if c.patch(ctx, p, ambient.RedirectionPending) {
 			c.mu.Lock()
 			c.pendingSince[key] = time.Now()
 			c.mu.Unlock()
 			c.queue.AddAfter(key, c.opts.Delay)
 		}
-	case want && cur == "pending":
+	case want && cur == ambient.RedirectionPending:
 		c.mu.Lock()
 		since, seen := c.pendingSince[key]
 		if !seen {
@@ -197,7 +193,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) {
 			c.queue.AddAfter(key, left)
 			return
 		}
-		if c.patch(ctx, p, "enabled") {
+		if c.patch(ctx, p, ambient.RedirectionEnabled) {
 			c.forget(key)
 		}
 	case !want && has:
@@ -219,7 +215,7 @@ func (c *Controller) patch(ctx context.Context, p *corev1.Pod, value string) boo
 	if value == "" {
 		v = nil
 	}
-	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{annRedirection: v}}})
+	body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{ambient.AnnotationRedirection: v}}})
 	_, err := c.kc.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "cni-standin"}, "status")
 	if err != nil {
 		if apierrors.IsNotFound(err) || ctx.Err() != nil {
@@ -236,7 +232,7 @@ func (c *Controller) patch(ctx context.Context, p *corev1.Pod, value string) boo
 		if value == "" {
 			value = "(removed)"
 		}
-		c.opts.Logf("pod %s/%s %s=%s", p.Namespace, p.Name, annRedirection, value)
+		c.opts.Logf("pod %s/%s %s=%s", p.Namespace, p.Name, ambient.AnnotationRedirection, value)
 	}
 	return true
 }

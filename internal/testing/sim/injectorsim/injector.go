@@ -30,16 +30,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // The names the real injector uses, which kubectl-ambient reads.
+// (the labels and the status annotation are package ambient's).
 const (
-	AnnotationStatus = "sidecar.istio.io/status"
 	AnnotationInject = "sidecar.istio.io/inject"
-	ContainerName    = "istio-proxy"
 	EnvEnableHBONE   = "ISTIO_META_ENABLE_HBONE"
-	LabelInjection   = "istio-injection"
-	LabelRevision    = "istio.io/rev"
 )
 
 // statusValue is the shape of the real annotation's value.
@@ -103,8 +102,8 @@ func Start(ctx context.Context, kc kubernetes.Interface, opts Options) (*Injecto
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: in.name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			hook("namespace.sidecar-injector.test.invalid", metav1.LabelSelectorRequirement{Key: LabelInjection, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}}),
-			hook("revision.sidecar-injector.test.invalid", metav1.LabelSelectorRequirement{Key: LabelRevision, Operator: metav1.LabelSelectorOpExists}),
+			hook("namespace.sidecar-injector.test.invalid", metav1.LabelSelectorRequirement{Key: ambient.LabelInjection, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}}),
+			hook("revision.sidecar-injector.test.invalid", metav1.LabelSelectorRequirement{Key: ambient.LabelRev, Operator: metav1.LabelSelectorOpExists}),
 		},
 	}
 	if _, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
@@ -122,7 +121,7 @@ func Start(ctx context.Context, kc kubernetes.Interface, opts Options) (*Injecto
 // server has loaded the webhook and the pod comes back injected.
 func (in *Injector) waitActive(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "injector-probe-",
-		Labels: map[string]string{ScopeLabel: in.opts.Scope, LabelInjection: "enabled"}}}
+		Labels: map[string]string{ScopeLabel: in.opts.Scope, ambient.LabelInjection: "enabled"}}}
 	created, err := in.kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("injector stand-in: probe namespace: %w", err)
@@ -135,7 +134,7 @@ func (in *Injector) waitActive(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		p, err := in.kc.CoreV1().Pods(created.Name).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err == nil && p.Annotations[AnnotationStatus] != "" {
+		if err == nil && p.Annotations[ambient.AnnotationSidecarStatus] != "" {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -190,15 +189,15 @@ func (in *Injector) serve(w http.ResponseWriter, r *http.Request) {
 
 // patch is the JSON patch injecting pod, or nil when it is not injected.
 func (in *Injector) patch(pod *corev1.Pod) []byte {
-	if pod.Spec.HostNetwork || pod.Annotations[AnnotationInject] == "false" || pod.Annotations[AnnotationStatus] != "" {
+	if pod.Spec.HostNetwork || pod.Annotations[AnnotationInject] == "false" || pod.Annotations[ambient.AnnotationSidecarStatus] != "" {
 		return nil
 	}
 	for _, c := range pod.Spec.Containers {
-		if c.Name == ContainerName {
+		if c.Name == ambient.ProxyContainer {
 			return nil
 		}
 	}
-	proxy := corev1.Container{Name: ContainerName, Image: "registry.invalid/istio/proxyv2:1.28.0", Args: []string{"proxy", "sidecar"}}
+	proxy := corev1.Container{Name: ambient.ProxyContainer, Image: "registry.invalid/istio/proxyv2:1.28.0", Args: []string{"proxy", "sidecar"}}
 	if !in.opts.NoHBONE {
 		proxy.Env = []corev1.EnvVar{{Name: EnvEnableHBONE, Value: "true"}}
 	}

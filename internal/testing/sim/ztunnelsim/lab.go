@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // ListenFunc opens a listener on a fake pod's IP (kubelab.Lab.ListenPod).
@@ -40,7 +42,7 @@ func ZtunnelPod(ns, node, version string) *corev1.Pod {
 			NodeName:    node,
 			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
-				Name: "istio-proxy", Image: "docker.io/istio/ztunnel:" + version + "-distroless",
+				Name: ambient.ProxyContainer, Image: "docker.io/istio/ztunnel:" + version + "-distroless",
 				Ports: []corev1.ContainerPort{
 					{Name: "ztunnel-stats", ContainerPort: 15020}, {Name: "readiness", ContainerPort: 15021}, {Name: "admin", ContainerPort: 15000},
 				},
@@ -139,11 +141,11 @@ func AppPods(ctx context.Context, c kubernetes.Interface, ns, node string, count
 				Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}},
 		}
 		if redirection != "" {
-			p.Annotations["ambient.istio.io/redirection"] = redirection
+			p.Annotations[ambient.AnnotationRedirection] = redirection
 		}
 		if sidecar {
 			p.Name = fmt.Sprintf("app-%s-sidecar-%d", node, i)
-			p.Annotations["sidecar.istio.io/status"] = `{"containers":["istio-proxy"]}`
+			p.Annotations[ambient.AnnotationSidecarStatus] = `{"containers":["istio-proxy"]}`
 		}
 		if _, err := c.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create app pod %s/%s: %w", ns, p.Name, err)

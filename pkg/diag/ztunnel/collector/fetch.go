@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,14 +20,15 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
 
-// ztunnel's ports.
-const (
-	PortAdmin     = "15000"
-	PortMetrics   = "15020"
-	PortReadiness = "15021"
+// ztunnel's ports as the pod proxy and port-forward take them.
+var (
+	portAdmin     = strconv.Itoa(ambient.PortAdmin)
+	portMetrics   = strconv.Itoa(ambient.PortMetrics)
+	portReadiness = strconv.Itoa(ambient.PortReadiness)
 )
 
 // proxyGet reads path on a pod port through the API server's pod proxy.
@@ -61,7 +63,7 @@ func proxyError(err error, body []byte) error {
 
 // Probe asks ztunnel's readiness endpoint (:15021/healthz/ready).
 func Probe(ctx context.Context, c kubernetes.Interface, ns, pod string, timeout time.Duration) ztunnel.Probe {
-	_, err := proxyGet(ctx, c, ns, pod, PortReadiness, "/healthz/ready", timeout)
+	_, err := proxyGet(ctx, c, ns, pod, portReadiness, "/healthz/ready", timeout)
 	if err == nil {
 		return ztunnel.Probe{Ready: true, Status: http.StatusOK}
 	}
@@ -80,7 +82,7 @@ func Probe(ctx context.Context, c kubernetes.Interface, ns, pod string, timeout 
 
 // Scrape reads and parses ztunnel's :15020/metrics.
 func Scrape(ctx context.Context, c kubernetes.Interface, ns, pod string, timeout time.Duration, now func() time.Time) (*ztunnel.Metrics, error) {
-	body, err := proxyGet(ctx, c, ns, pod, PortMetrics, "/metrics", timeout)
+	body, err := proxyGet(ctx, c, ns, pod, portMetrics, "/metrics", timeout)
 	if err != nil {
 		return nil, errors.New(shortErr(err.Error()))
 	}
@@ -118,7 +120,7 @@ func (p ProxyAdmin) ConfigDump(ctx context.Context, ns, pod string) (*ztunnel.Co
 	if t <= 0 {
 		t = 10 * time.Second
 	}
-	body, err := proxyGet(ctx, p.Client, ns, pod, PortAdmin, "/config_dump", t)
+	body, err := proxyGet(ctx, p.Client, ns, pod, portAdmin, "/config_dump", t)
 	if err != nil {
 		return nil, fmt.Errorf("read config_dump of %s/%s through the pod proxy: %s", ns, pod, shortErr(err.Error()))
 	}
@@ -143,7 +145,7 @@ func (p PortForwardAdmin) ConfigDump(ctx context.Context, ns, pod string) (*ztun
 	defer cancel()
 	body, err := p.get(ctx, ns, pod, "/config_dump")
 	if err != nil {
-		return nil, fmt.Errorf("read config_dump of %s/%s through a port-forward to %s: %w", ns, pod, PortAdmin, err)
+		return nil, fmt.Errorf("read config_dump of %s/%s through a port-forward to %s: %w", ns, pod, portAdmin, err)
 	}
 	return ztunnel.ParseConfigDump(body)
 }
@@ -157,7 +159,7 @@ func (p PortForwardAdmin) get(ctx context.Context, ns, pod, path string) ([]byte
 	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, req.URL())
 	stop, ready := make(chan struct{}), make(chan struct{})
 	defer close(stop)
-	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + PortAdmin}, stop, ready, io.Discard, io.Discard)
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + portAdmin}, stop, ready, io.Discard, io.Discard)
 	if err != nil {
 		return nil, err
 	}

@@ -22,16 +22,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
 
-// Labels and annotations the model reads.
+// Defaults of the watcher.
 const (
-	LabelDataplaneMode      = "istio.io/dataplane-mode"
-	AnnotationRedirection   = "ambient.istio.io/redirection"
-	AnnotationSidecarStatus = "sidecar.istio.io/status"
-	DefaultZtunnelNamespace = "istio-system"
-	DefaultZtunnelSelector  = "app=ztunnel"
+	DefaultZtunnelNamespace = ambient.IstioNamespace
+	DefaultZtunnelSelector  = ambient.ZtunnelSelector
 	DefaultInterval         = 5 * time.Second
 	DefaultConcurrency      = 32
 	// DefaultAdminConcurrency bounds config_dump reads in flight. Each may
@@ -555,7 +553,7 @@ func (w *Watcher) podCounts() map[string]ztunnel.PodCounts {
 	ambientNS := map[string]bool{}
 	for _, obj := range w.namespaces.GetStore().List() {
 		ns := obj.(*corev1.Namespace)
-		if ns.Labels[LabelDataplaneMode] == "ambient" {
+		if ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient {
 			ambientNS[ns.Name] = true
 		}
 	}
@@ -570,15 +568,15 @@ func countPods(objs []any, ambientNS map[string]bool) map[string]ztunnel.PodCoun
 			continue
 		}
 		c := out[p.Spec.NodeName]
-		mode := p.Labels[LabelDataplaneMode]
-		_, sidecar := p.Annotations[AnnotationSidecarStatus]
-		if (ambientNS[p.Namespace] && mode != "none") || mode == "ambient" {
+		mode := p.Labels[ambient.LabelDataplaneMode]
+		_, sidecar := p.Annotations[ambient.AnnotationSidecarStatus]
+		if (ambientNS[p.Namespace] && mode != ambient.DataplaneNone) || mode == ambient.DataplaneAmbient {
 			c.Enrolled++
 		}
-		switch p.Annotations[AnnotationRedirection] {
-		case "enabled":
+		switch p.Annotations[ambient.AnnotationRedirection] {
+		case ambient.RedirectionEnabled:
 			c.Captured++
-		case "pending":
+		case ambient.RedirectionPending:
 			c.Pending++
 		}
 		if sidecar {
@@ -608,8 +606,8 @@ func podInfo(p *corev1.Pod) *ztunnel.Pod {
 		}
 	}
 	for _, c := range p.Spec.Containers {
-		if c.Name == "istio-proxy" || c.Name == "ztunnel" || len(p.Spec.Containers) == 1 {
-			z.Version = imageTag(c.Image)
+		if c.Name == ambient.ProxyContainer || c.Name == ambient.ZtunnelDaemonSet || len(p.Spec.Containers) == 1 {
+			z.Version = ambient.ImageVersion(c.Image)
 		}
 	}
 	for _, cs := range p.Status.ContainerStatuses {
@@ -628,21 +626,6 @@ func podInfo(p *corev1.Pod) *ztunnel.Pod {
 	return z
 }
 
-func imageTag(img string) string {
-	if i := strings.LastIndex(img, "@"); i >= 0 {
-		img = img[:i]
-	}
-	if i := strings.LastIndex(img, ":"); i >= 0 && !strings.Contains(img[i:], "/") {
-		// Istio publishes variants of one version as tag suffixes.
-		tag := img[i+1:]
-		for _, variant := range []string{"-distroless", "-debug"} {
-			tag = strings.TrimSuffix(tag, variant)
-		}
-		return tag
-	}
-	return ""
-}
-
 // slim drops what the model never reads, so 5,000 nodes and their pods fit
 // in little memory.
 func slim(obj any) (any, error) {
@@ -655,7 +638,7 @@ func slim(obj any) (any, error) {
 		}, nil
 	case *corev1.Pod:
 		p := &corev1.Pod{
-			ObjectMeta: slimMeta(o.ObjectMeta, []string{AnnotationRedirection, AnnotationSidecarStatus}),
+			ObjectMeta: slimMeta(o.ObjectMeta, []string{ambient.AnnotationRedirection, ambient.AnnotationSidecarStatus}),
 			Spec:       corev1.PodSpec{NodeName: o.Spec.NodeName, HostNetwork: o.Spec.HostNetwork},
 			Status:     corev1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP},
 		}

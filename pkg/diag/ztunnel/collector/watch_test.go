@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
@@ -32,13 +33,13 @@ func TestCountPods(t *testing.T) {
 			Spec: corev1.PodSpec{NodeName: node, HostNetwork: host}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
 	}
 	objs := []any{
-		pod("shop", "n1", nil, map[string]string{AnnotationRedirection: "enabled"}, false),
-		pod("shop", "n1", nil, map[string]string{AnnotationRedirection: "pending"}, false),
-		pod("shop", "n1", map[string]string{LabelDataplaneMode: "none"}, nil, false),      // opted out
-		pod("shop", "n1", nil, nil, true),                                                 // hostNetwork: never captured
-		pod("legacy", "n1", nil, map[string]string{AnnotationSidecarStatus: "{}"}, false), // sidecar, not enrolled
-		pod("legacy", "n2", map[string]string{LabelDataplaneMode: "ambient"}, nil, false), // pod-level enrollment
-		pod("shop", "", nil, nil, false),                                                  // unscheduled
+		pod("shop", "n1", nil, map[string]string{ambient.AnnotationRedirection: "enabled"}, false),
+		pod("shop", "n1", nil, map[string]string{ambient.AnnotationRedirection: "pending"}, false),
+		pod("shop", "n1", map[string]string{ambient.LabelDataplaneMode: "none"}, nil, false), // opted out
+		pod("shop", "n1", nil, nil, true), // hostNetwork: never captured
+		pod("legacy", "n1", nil, map[string]string{ambient.AnnotationSidecarStatus: "{}"}, false), // sidecar, not enrolled
+		pod("legacy", "n2", map[string]string{ambient.LabelDataplaneMode: "ambient"}, nil, false), // pod-level enrollment
+		pod("shop", "", nil, nil, false), // unscheduled
 	}
 	got := countPods(objs, map[string]bool{"shop": true})
 	if got["n1"] != (ztunnel.PodCounts{Enrolled: 2, Captured: 1, Pending: 1, Sidecar: 1}) || got["n2"] != (ztunnel.PodCounts{Enrolled: 1}) {
@@ -60,11 +61,7 @@ func TestPodInfo(t *testing.T) {
 	if z.Ready || z.Restarts != 4 || z.Waiting != "CrashLoopBackOff" || z.LastRestartReason != "OOMKilled" || !z.LastRestartAt.Equal(finished.Time) || z.Version != "1.24.1" {
 		t.Fatalf("%+v", z)
 	}
-	for img, want := range map[string]string{"reg:5000/istio/ztunnel:1.2": "1.2", "reg:5000/istio/ztunnel": "", "x/y:1@sha256:ab": "1"} {
-		if got := imageTag(img); got != want {
-			t.Errorf("imageTag(%s)=%q want %q", img, got, want)
-		}
-	}
+	// The image-tag cases moved to pkg/ambient (TestImageTag).
 }
 
 // --- against the lab ---
@@ -93,7 +90,7 @@ func deployScenarios(t *testing.T) *scenarioLab {
 		s.nodeOf[sc] = lab.Nodes[i]
 	}
 	s.ztunnelNS = lab.Namespace(t, nil)
-	s.appNS = lab.Namespace(t, map[string]string{LabelDataplaneMode: "ambient"})
+	s.appNS = lab.Namespace(t, map[string]string{ambient.LabelDataplaneMode: "ambient"})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dep, err := sim.Deploy(ctx, lab.Clients.Kube, s.ztunnelNS, s.byNode, lab.ListenPod)

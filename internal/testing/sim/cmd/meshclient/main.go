@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -82,10 +82,10 @@ func (o options) run(ctx context.Context) (string, error) {
 	for _, p := range all.Items {
 		if p.Status.PodIP == host && !p.Spec.HostNetwork {
 			dstNS, dstSA = p.Namespace, p.Spec.ServiceAccountName
-			dstEnrolled = p.Annotations[mtls.AnnotationRedirection] == "enabled"
+			dstEnrolled = p.Annotations[ambient.AnnotationRedirection] == "enabled"
 		}
 	}
-	srcEnrolled := src.Annotations[mtls.AnnotationRedirection] == "enabled"
+	srcEnrolled := src.Annotations[ambient.AnnotationRedirection] == "enabled"
 	dial := hbonesim.Netns{Name: o.netns}.Dialer(src.Status.PodIP)
 	msg := []byte("GET / HTTP/1.1\r\nHost: " + o.target + "\r\nUser-Agent: meshclient\r\n\r\n")
 

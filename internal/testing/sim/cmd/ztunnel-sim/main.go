@@ -28,6 +28,7 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -39,8 +40,8 @@ func main() {
 		}
 	}
 	labRun := flag.String("lab-run", def, "state directory of the running lab")
-	ns := flag.String("namespace", "istio-system", "namespace of the ztunnel pods")
-	selector := flag.String("selector", "app=ztunnel", "label selector of the ztunnel pods")
+	ns := flag.String("namespace", ambient.IstioNamespace, "namespace of the ztunnel pods")
+	selector := flag.String("selector", ambient.ZtunnelSelector, "label selector of the ztunnel pods")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
