@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,8 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -40,6 +38,11 @@ type VerifyMTLSOptions struct {
 	streams genericiooptions.IOStreams
 	// now decides which certificates expire soon; tests fix it.
 	now func() time.Time
+
+	// Filled by Complete.
+	config  mtls.Config
+	deps    mtls.Deps
+	clients *kube.Clients // --cleanup only
 }
 
 // NewCmdVerifyMTLS builds `kubectl ambient verify-mtls`.
@@ -109,7 +112,11 @@ reported but do not change the exit code.`,
   kubectl ambient verify-mtls --cleanup`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			// Flags first: a usage error never waits for a kubeconfig.
 			if err := o.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			c.SilenceUsage = true
@@ -126,7 +133,7 @@ reported but do not change the exit code.`,
 	cmd.Flags().StringVar(&o.To, "to", "", "live: server workload (pod name, name prefix or app label)")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 10*time.Second, "live: how long to capture")
 	cmd.Flags().IntVar(&o.MaxPackets, "max-packets", 0, "live: stop each node's capture after this many packets (0: no limit)")
-	cmd.Flags().StringVar(&o.Image, "image", mtls.DefaultCaptureImage, "live: capture pod image (must contain tcpdump and timeout)")
+	cmd.Flags().StringVar(&o.Image, "image", capture.DefaultImage, "live: capture pod image (must contain tcpdump and timeout)")
 	cmd.Flags().StringVar(&o.Write, "write", "", "live: keep the captured pcap in this file (mode 0600; one file per node, named FILE-<node>, when several)")
 	cmd.Flags().BoolVar(&o.Cleanup, "cleanup", false, "delete capture pods left behind by interrupted runs (all namespaces), then exit")
 	cmd.AddCommand(NewCmdVerifyMTLSScenario(f, streams))
@@ -147,80 +154,47 @@ func (o *VerifyMTLSOptions) Validate() error {
 	return nil
 }
 
-// Run decodes (a file or a live capture), judges and prints.
+// Complete turns the flags into the library's Config and Deps. Clients are
+// built only when a step needs the cluster: a capture judged with --pods or
+// --config-dump needs none.
+func (o *VerifyMTLSOptions) Complete() error {
+	o.config = mtls.Config{
+		Pcap: o.Pcap, PodsFile: o.Pods, LogFiles: o.Logs, DumpFiles: o.Dumps,
+		Live: mtls.LiveConfig{From: o.From, To: o.To, Duration: o.Duration, MaxPackets: o.MaxPackets, Image: o.Image, WriteFile: o.Write},
+	}
+	o.deps = mtls.Deps{
+		Stdin: o.streams.In, Progress: o.streams.ErrOut, Now: o.now,
+		Pods:     capture.ClusterPods{Clients: o.factory.Clients, Timeout: o.Timeout},
+		Capturer: capture.Capturer{Clients: o.factory.Clients},
+	}
+	switch {
+	case o.Cleanup:
+		clients, err := o.factory.Clients()
+		if err != nil {
+			return err
+		}
+		o.clients = clients
+	case o.Pcap == "":
+		ns, _, err := o.factory.Namespace()
+		if err != nil {
+			return err
+		}
+		o.config.Live.Namespace = ns
+	}
+	return nil
+}
+
+// Run verifies (a file or a live capture) and prints the report; a failed
+// verdict is exit code 1 after the table.
 func (o *VerifyMTLSOptions) Run(ctx context.Context) error {
 	if o.Cleanup {
 		return o.cleanup(ctx)
 	}
-	if o.Pcap == "" {
-		return o.runLive(ctx)
-	}
-	var in io.Reader
-	name := o.Pcap
-	if o.Pcap == "-" {
-		in = o.streams.In
-		name = "standard input"
-	} else {
-		f, err := os.Open(o.Pcap)
-		if err != nil {
-			return fmt.Errorf("open capture %s: %w", o.Pcap, err)
-		}
-		defer func() { _ = f.Close() }()
-		in = f
-	}
-	dec := pcap.NewDecoder()
-	if err := dec.ReadAll(ctx, in); err != nil {
-		return fmt.Errorf("decode capture %s: %w", name, err)
-	}
-	flows := dec.Flows()
-	stats := dec.Stats()
-
-	dumps, err := o.readDumps()
+	rep, err := mtls.Verify(ctx, o.deps, o.config)
 	if err != nil {
 		return err
 	}
-	var pods mtls.PodMap
-	if o.Pods == "" && len(dumps) > 0 {
-		// ztunnel knows every workload of the mesh: judge offline from it.
-		pods = mtls.PodMapFromDumps(dumps)
-	} else if pods, err = o.podMap(ctx); err != nil {
-		return err
-	}
-	return o.report(flows, stats, pods, name, nil, dumps)
-}
-
-// report judges, joins identities, prints, and turns a failed verdict into exit code 1.
-func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtls.PodMap, name string, logs []mtls.AccessLogEntry, dumps []mtls.ZtunnelDump) error {
-	rep := mtls.Judge(flows, pods)
-	rep.Stats = stats
-	if len(logs) > 0 {
-		mtls.JoinIdentities(rep, logs)
-	}
-	for _, path := range o.Logs {
-		if err := o.joinLogs(rep, path); err != nil {
-			return err
-		}
-	}
-	if len(dumps) > 0 {
-		mtls.JoinConfigDumps(rep, dumps, o.now())
-	}
-	mtls.FlagMissingIdentities(rep, len(logs) > 0 || len(o.Logs) > 0 || len(dumps) > 0)
-
-	if stats.InputError != "" {
-		fmt.Fprintf(o.streams.ErrOut, "warning: capture %s: %s; judged the %d packets before it\n", name, stats.InputError, stats.Packets)
-	}
-	if stats.Undecodable > 0 {
-		fmt.Fprintf(o.streams.ErrOut, "warning: %d of %d packets could not be decoded\n", stats.Undecodable, stats.Packets)
-	}
-	if rep.Summary.MeshPairs == 0 {
-		fmt.Fprintln(o.streams.ErrOut, "warning: no traffic between mesh workloads in the capture: nothing was proven; capture while mesh pods talk, and check the pod mapping")
-	}
-
-	if o.Output != OutputTable {
-		if err := PrintStructured(o.streams.Out, o.Output, rep); err != nil {
-			return err
-		}
-	} else if err := printMTLSTable(o.streams.Out, rep); err != nil {
+	if err := printAs(o.streams.Out, o.Output, rep, func(w io.Writer) error { return printMTLSTable(w, rep) }); err != nil {
 		return err
 	}
 	if !rep.Passed {
@@ -229,68 +203,10 @@ func (o *VerifyMTLSOptions) report(flows []pcap.Flow, stats pcap.Stats, pods mtl
 	return nil
 }
 
-func (o *VerifyMTLSOptions) runLive(ctx context.Context) error {
-	fileDumps, err := o.readDumps()
-	if err != nil {
-		return err
-	}
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
-	ns, _, err := o.factory.Namespace()
-	if err != nil {
-		return err
-	}
-	res, err := mtls.Live(ctx, clients.Config, clients.Kube, mtls.LiveOptions{
-		Namespace: ns, From: o.From, To: o.To, Duration: o.Duration, MaxPackets: o.MaxPackets,
-		Image: o.Image, WriteFile: o.Write, Progress: o.streams.ErrOut,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("live capture interrupted: %w; its capture pods were deleted (verify-mtls --cleanup removes any left behind)", ctx.Err())
-		}
-		return kube.Unreachable(clients.Config.Host, err)
-	}
-	// Pods of other namespaces (the far end of a pair) and a --pods file
-	// complete the namespace's own mapping.
-	pods := res.Pods
-	if m, err := o.clusterPods(ctx, clients); err == nil {
-		for k, v := range m {
-			pods[k] = v
-		}
-	}
-	if o.Pods != "" {
-		m, err := o.filePods()
-		if err != nil {
-			return err
-		}
-		for k, v := range m {
-			pods[k] = v
-		}
-	}
-	dumps := append(res.Dumps, fileDumps...)
-	// Addresses no pod has (gone since, or host addresses) may still be
-	// workloads ztunnel knows.
-	for k, v := range mtls.PodMapFromDumps(dumps) {
-		if _, ok := pods[k]; !ok {
-			pods[k] = v
-		}
-	}
-	for _, f := range res.Files {
-		fmt.Fprintf(o.streams.ErrOut, "capture kept in %s\n", f)
-	}
-	return o.report(res.Flows, res.Stats, pods, "live capture", res.Logs, dumps)
-}
-
 func (o *VerifyMTLSOptions) cleanup(ctx context.Context) error {
-	clients, err := o.factory.Clients()
+	gone, err := capture.Cleanup(ctx, o.clients.Kube, "")
 	if err != nil {
-		return err
-	}
-	gone, err := mtls.Cleanup(ctx, clients.Kube, "")
-	if err != nil {
-		return kube.Unreachable(clients.Config.Host, err)
+		return kube.Unreachable(o.clients.Config.Host, err)
 	}
 	for _, g := range gone {
 		fmt.Fprintf(o.streams.Out, "deleted capture pod %s\n", g)
@@ -301,68 +217,14 @@ func (o *VerifyMTLSOptions) cleanup(ctx context.Context) error {
 	return nil
 }
 
-func (o *VerifyMTLSOptions) podMap(ctx context.Context) (mtls.PodMap, error) {
-	if o.Pods != "" {
-		return o.filePods()
+// printAs writes v as -o asks: JSON or YAML, or the table. verify-mtls and
+// its scenario print through it only, so moving them to a shared output
+// layer is a change here.
+func printAs(w io.Writer, format string, v any, table func(io.Writer) error) error {
+	if format != OutputTable {
+		return PrintStructured(w, format, v)
 	}
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return nil, fmt.Errorf("map capture addresses to pods: %w; or pass --pods FILE to judge offline", err)
-	}
-	return o.clusterPods(ctx, clients)
-}
-
-func (o *VerifyMTLSOptions) filePods() (mtls.PodMap, error) {
-	f, err := os.Open(o.Pods)
-	if err != nil {
-		return nil, fmt.Errorf("open pod mapping %s: %w", o.Pods, err)
-	}
-	defer func() { _ = f.Close() }()
-	m, err := mtls.LoadPodMap(f)
-	if err != nil {
-		return nil, fmt.Errorf("pod mapping %s: %w", o.Pods, err)
-	}
-	return m, nil
-}
-
-func (o *VerifyMTLSOptions) clusterPods(ctx context.Context, clients *kube.Clients) (mtls.PodMap, error) {
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	m, err := mtls.PodMapFromCluster(ctx, clients.Kube, "")
-	if err != nil {
-		return nil, kube.Unreachable(clients.Config.Host, err)
-	}
-	return m, nil
-}
-
-func (o *VerifyMTLSOptions) joinLogs(rep *mtls.Report, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open ztunnel log %s: %w", path, err)
-	}
-	defer func() { _ = f.Close() }()
-	entries, err := mtls.ParseAccessLog(f)
-	if err != nil {
-		return fmt.Errorf("read ztunnel log %s: %w", path, err)
-	}
-	mtls.JoinIdentities(rep, entries)
-	return nil
-}
-
-func (o *VerifyMTLSOptions) readDumps() ([]mtls.ZtunnelDump, error) {
-	var out []mtls.ZtunnelDump
-	for _, path := range o.Dumps {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read ztunnel config_dump %s: %w", path, err)
-		}
-		d, err := ztunnel.ParseIdentityDump(b)
-		if err != nil {
-			return nil, fmt.Errorf("--config-dump %s: %w; want the JSON of curl localhost:15000/config_dump", path, err)
-		}
-		out = append(out, mtls.ZtunnelDump{Source: path, Dump: d})
-	}
-	return out, nil
+	return table(w)
 }
 
 func printMTLSTable(w io.Writer, rep *mtls.Report) error {

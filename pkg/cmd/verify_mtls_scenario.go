@@ -12,27 +12,29 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 // VerifyMTLSScenarioOptions holds the flags of `kubectl ambient verify-mtls scenario`.
 type VerifyMTLSScenarioOptions struct {
 	// The scenario's own settings are bound to flags directly.
-	mtls.ScenarioOptions
+	scenario.Options
 	Output  string
 	Cleanup bool
 
 	factory *kube.Factory
 	streams genericiooptions.IOStreams
+	clients *kube.Clients // set by Complete
 }
 
 // NewCmdVerifyMTLSScenario builds `kubectl ambient verify-mtls scenario`.
 func NewCmdVerifyMTLSScenario(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &VerifyMTLSScenarioOptions{
-		ScenarioOptions: mtls.ScenarioOptions{
-			ClientImage: mtls.DefaultScenarioClientImage, ClientCommand: mtls.DefaultScenarioClientCommand,
-			ServerImage: mtls.DefaultScenarioServerImage, CaptureImage: mtls.DefaultCaptureImage, Port: mtls.DefaultScenarioPort,
+		Options: scenario.Options{
+			ClientImage: scenario.DefaultClientImage, ClientCommand: scenario.DefaultClientCommand,
+			ServerImage: scenario.DefaultServerImage, CaptureImage: capture.DefaultImage, Port: scenario.DefaultPort,
 			Duration: 15 * time.Second, PodTimeout: 2 * time.Minute,
 		},
 		Output: OutputTable, factory: f, streams: streams,
@@ -83,7 +85,11 @@ when its requests worked. Exit code 0 only when every case matched its expectati
   kubectl ambient verify-mtls scenario --cleanup`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
+			// Flags first: a usage error never waits for a kubeconfig.
 			if err := o.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			c.SilenceUsage = true
@@ -123,37 +129,38 @@ func (o *VerifyMTLSScenarioOptions) Validate() error {
 	return nil
 }
 
-// Run runs the scenario (or the cleanup) and prints the cases.
-func (o *VerifyMTLSScenarioOptions) Run(ctx context.Context) error {
+// Complete builds the clients from the factory.
+func (o *VerifyMTLSScenarioOptions) Complete() error {
 	clients, err := o.factory.Clients()
 	if err != nil {
 		return err
 	}
+	o.clients = clients
+	return nil
+}
+
+// Run runs the scenario (or the cleanup) and prints the cases.
+func (o *VerifyMTLSScenarioOptions) Run(ctx context.Context) error {
 	if o.Cleanup {
-		gone, err := mtls.ScenarioCleanup(ctx, clients.Kube)
+		gone, err := scenario.Cleanup(ctx, o.clients.Kube)
 		for _, ns := range gone {
 			fmt.Fprintf(o.streams.Out, "deleted namespace %s\n", ns)
 		}
 		if err != nil {
-			return kube.Unreachable(clients.Config.Host, err)
+			return kube.Unreachable(o.clients.Config.Host, err)
 		}
 		if len(gone) == 0 {
 			fmt.Fprintln(o.streams.Out, "no scenario namespaces left behind")
 		}
 		return nil
 	}
-	so := o.ScenarioOptions
+	so := o.Options
 	so.Progress = o.streams.ErrOut
-	res, err := mtls.Scenario(ctx, clients.Config, clients.Kube, so)
+	res, err := scenario.Run(ctx, o.clients.Config, o.clients.Kube, so)
 	if err != nil {
-		return kube.Unreachable(clients.Config.Host, err)
+		return kube.Unreachable(o.clients.Config.Host, err)
 	}
-	if o.Output != OutputTable {
-		err = PrintStructured(o.streams.Out, o.Output, res)
-	} else {
-		err = printScenarioTable(o.streams.Out, res)
-	}
-	if err != nil {
+	if err := printAs(o.streams.Out, o.Output, res, func(w io.Writer) error { return printScenarioTable(w, res) }); err != nil {
 		return err
 	}
 	if !res.Passed {
@@ -162,14 +169,14 @@ func (o *VerifyMTLSScenarioOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-func printScenarioTable(w io.Writer, res *mtls.ScenarioResult) error {
+func printScenarioTable(w io.Writer, res *scenario.Result) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FROM\tTO\tPLACEMENT\tEXPECTED\tOBSERVED\tRESULT\tREASON")
 	counts := map[string]int{}
 	for _, c := range res.Cases {
 		counts[c.Result]++
 		expected := "HBONE on 15008"
-		if c.Expected == mtls.ExpectDirect {
+		if c.Expected == scenario.ExpectDirect {
 			expected = fmt.Sprintf("direct to %d", res.Port)
 		}
 		if c.NegativeControl {
@@ -186,7 +193,7 @@ func printScenarioTable(w io.Writer, res *mtls.ScenarioResult) error {
 		result = "FAIL: some cases did not match their expectation"
 	}
 	_, err := fmt.Fprintf(w, "\n%s (%d pass, %d fail, %d skipped; nodes %s)\n", result,
-		counts[mtls.CasePass], counts[mtls.CaseFail], counts[mtls.CaseSkipped], strings.Join(res.Nodes, ", "))
+		counts[scenario.CasePass], counts[scenario.CaseFail], counts[scenario.CaseSkipped], strings.Join(res.Nodes, ", "))
 	return err
 }
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 )
 
 func TestVerifyMTLSScenarioFlags(t *testing.T) {
@@ -46,14 +46,14 @@ func TestVerifyMTLSScenarioHelp(t *testing.T) {
 }
 
 func TestPrintScenarioTable(t *testing.T) {
-	res := &mtls.ScenarioResult{Nodes: []string{"node-a"}, Port: 8080, Cases: []mtls.ScenarioCase{
-		{From: "ambient-verify-x/client-same-node", To: "ambient-verify-x/server", FromEnrolled: true, ToEnrolled: true, Placement: mtls.SameNode,
-			Expected: mtls.ExpectHBONE, Observed: "plaintext on 8080", Result: mtls.CaseFail,
+	res := &scenario.Result{Nodes: []string{"node-a"}, Port: 8080, Cases: []scenario.Case{
+		{From: "ambient-verify-x/client-same-node", To: "ambient-verify-x/server", FromEnrolled: true, ToEnrolled: true, Placement: scenario.SameNode,
+			Expected: scenario.ExpectHBONE, Observed: "plaintext on 8080", Result: scenario.CaseFail,
 			Reason: "port 8080: app port carried plaintext payload between ambient workloads: traffic bypassed ztunnel"},
-		{From: "ambient-verify-plain-x/client-same-node", To: "ambient-verify-plain-x/server", Placement: mtls.SameNode, NegativeControl: true,
-			Expected: mtls.ExpectDirect, Observed: "plaintext on 8080", Result: mtls.CasePass, Reason: "plaintext seen: the capture sees traffic outside the mesh"},
-		{From: "ambient-verify-x/client-cross-node", To: "ambient-verify-plain-x/server", FromEnrolled: true, Placement: mtls.CrossNode,
-			Expected: mtls.ExpectDirect, Observed: "-", Result: mtls.CaseSkipped, Reason: "only one ready, schedulable node: no cross-node placement possible"},
+		{From: "ambient-verify-plain-x/client-same-node", To: "ambient-verify-plain-x/server", Placement: scenario.SameNode, NegativeControl: true,
+			Expected: scenario.ExpectDirect, Observed: "plaintext on 8080", Result: scenario.CasePass, Reason: "plaintext seen: the capture sees traffic outside the mesh"},
+		{From: "ambient-verify-x/client-cross-node", To: "ambient-verify-plain-x/server", FromEnrolled: true, Placement: scenario.CrossNode,
+			Expected: scenario.ExpectDirect, Observed: "-", Result: scenario.CaseSkipped, Reason: "only one ready, schedulable node: no cross-node placement possible"},
 	}}
 	var b bytes.Buffer
 	if err := printScenarioTable(&b, res); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
@@ -109,10 +110,10 @@ func TestLiveCommand(t *testing.T) {
 		t.Logf("exit %d; stderr:\n%s", r.code, r.stderr)
 		return r
 	}
-	// capture runs the binary for a 6s capture while traffic() runs once
+	// captureRun runs the binary for a 6s capture while traffic() runs once
 	// the capture pod is up and tcpdump had time to start.
 	// With output "table" the report is nil and the table is in stdout.
-	capture := func(t *testing.T, write, output string, traffic func()) (run, *mtls.Report) {
+	captureRun := func(t *testing.T, write, output string, traffic func()) (run, *mtls.Report) {
 		t.Helper()
 		cmd, stdout, stderr := start(t, write, "6s", output)
 		waitCapturePod(ctx, t, lab, e.ns)
@@ -133,7 +134,7 @@ func TestLiveCommand(t *testing.T) {
 
 	t.Run("hbone passes", func(t *testing.T) {
 		write := filepath.Join(t.TempDir(), "live.pcap")
-		r, rep := capture(t, write, "json", func() {
+		r, rep := captureRun(t, write, "json", func() {
 			if err := lab.WritePodLog(e.hboneRound(ctx, t)...); err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +180,7 @@ func TestLiveCommand(t *testing.T) {
 	})
 
 	t.Run("plaintext fails", func(t *testing.T) {
-		r, _ := capture(t, "", "table", func() {
+		r, _ := captureRun(t, "", "table", func() {
 			_ = e.hboneRound(ctx, t)
 			e.plaintext(t)
 		})
@@ -224,7 +225,7 @@ func TestLiveCommand(t *testing.T) {
 		if took := time.Since(began); took > 30*time.Second {
 			t.Errorf("exit took %s after SIGINT", took)
 		}
-		list, err := lab.Clients.Kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: mtls.CaptureLabel})
+		list, err := lab.Clients.Kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,8 +239,8 @@ func TestLiveCommand(t *testing.T) {
 
 	t.Run("cleanup", func(t *testing.T) {
 		left := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "ambient-capture-left-behind", Namespace: e.ns, Labels: map[string]string{mtls.CaptureLabel: "true"}},
-			Spec:       corev1.PodSpec{NodeName: lab.Nodes[1], Containers: []corev1.Container{{Name: "capture", Image: mtls.DefaultCaptureImage}}},
+			ObjectMeta: metav1.ObjectMeta{Name: "ambient-capture-left-behind", Namespace: e.ns, Labels: map[string]string{capture.Label: "true"}},
+			Spec:       corev1.PodSpec{NodeName: lab.Nodes[1], Containers: []corev1.Container{{Name: "capture", Image: capture.DefaultImage}}},
 		}
 		if _, err := lab.Clients.Kube.CoreV1().Pods(e.ns).Create(ctx, left, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

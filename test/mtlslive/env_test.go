@@ -19,6 +19,7 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 )
 
 // env is an enrolled server pod in the lab with its endpoints on the fake
@@ -164,7 +165,7 @@ func waitNoCapturePods(ctx context.Context, t *testing.T, lab *kubelab.Lab, ns s
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		list, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: mtls.CaptureLabel})
+		list, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
 		if err == nil && len(list.Items) == 0 {
 			return
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
@@ -47,8 +48,8 @@ func TestLiveCapture(t *testing.T) {
 	done := make(chan result, 1)
 	var progress bytes.Buffer
 	go func() {
-		res, err := mtls.Live(ctx, lab.Config, lab.Clients.Kube, mtls.LiveOptions{
-			Namespace: e.ns, To: "server", Duration: 6 * time.Second, WriteFile: write, Progress: &syncWriter{w: &progress},
+		res, err := capture.Live(ctx, lab.Config, lab.Clients.Kube, capture.Options{
+			LiveConfig: mtls.LiveConfig{Namespace: e.ns, To: "server", Duration: 6 * time.Second, WriteFile: write}, Progress: &syncWriter{w: &progress},
 		})
 		done <- result{res, err}
 	}()
@@ -99,7 +100,7 @@ func TestLiveCapture(t *testing.T) {
 func waitCapturePod(ctx context.Context, t *testing.T, lab *kubelab.Lab, ns string) {
 	t.Helper()
 	for {
-		list, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: mtls.CaptureLabel})
+		list, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
 		if err == nil && len(list.Items) > 0 && list.Items[0].Status.Phase == "Running" {
 			return
 		}

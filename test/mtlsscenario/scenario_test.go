@@ -43,6 +43,8 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 )
 
 // shimDir holds the tcpdump shim and the name of the lab's pod network
@@ -135,7 +137,7 @@ func (e *env) dataplane(ctx context.Context, t *testing.T, ca *hbonesim.CA) {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
-		pods, err := kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: mtls.ScenarioLabel})
+		pods, err := kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: scenario.Label})
 		if err != nil {
 			continue
 		}
@@ -168,7 +170,7 @@ func (e *env) dataplane(ctx context.Context, t *testing.T, ca *hbonesim.CA) {
 }
 
 func (e *env) serve(ca *hbonesim.CA, p *corev1.Pod, ambient bool) (func(), error) {
-	app, err := e.lab.ListenPod(p.Status.PodIP, mtls.DefaultScenarioPort)
+	app, err := e.lab.ListenPod(p.Status.PodIP, scenario.DefaultPort)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +240,7 @@ func TestScenarioPasses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scenario: %v\n%s", err, out)
 	}
-	var res mtls.ScenarioResult
+	var res scenario.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("parse json: %v\n%s", err, out)
 	}
@@ -248,10 +250,10 @@ func TestScenarioPasses(t *testing.T) {
 	for _, c := range res.Cases {
 		t.Logf("%s -> %s %s: expected %s, observed %s: %s (%s)", c.From, c.To, c.Placement, c.Expected, c.Observed, c.Result, c.Reason)
 		want := "plaintext on 8080"
-		if c.Expected == mtls.ExpectHBONE {
+		if c.Expected == scenario.ExpectHBONE {
 			want = "hbone on 15008"
 		}
-		if c.Result != mtls.CasePass || c.Observed != want {
+		if c.Result != scenario.CasePass || c.Observed != want {
 			t.Errorf("case %s -> %s (%s): %s, observed %q, want %q", c.From, c.To, c.Placement, c.Result, c.Observed, want)
 		}
 	}
@@ -276,14 +278,14 @@ func TestScenarioOneNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scenario: %v\n%s\n%s", err, out, stderr)
 	}
-	var res mtls.ScenarioResult
+	var res scenario.Result
 	if err := yaml.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("parse yaml: %v\n%s", err, out)
 	}
 	count := map[string]int{}
 	for _, c := range res.Cases {
 		count[c.Result+" "+c.Placement]++
-		if c.Result == mtls.CaseSkipped && !strings.Contains(c.Reason, "only one ready, schedulable node") {
+		if c.Result == scenario.CaseSkipped && !strings.Contains(c.Reason, "only one ready, schedulable node") {
 			t.Errorf("skipped without the reason: %+v", c)
 		}
 	}
@@ -338,7 +340,7 @@ func TestScenarioCleansUpOnCancel(t *testing.T) {
 	var names []string
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		caps, err := kc.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{LabelSelector: mtls.CaptureLabel})
+		caps, err := kc.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{LabelSelector: capture.Label})
 		if err == nil && len(caps.Items) > 0 {
 			names = e.scenarioNamespaces(t)
 			break
@@ -384,7 +386,7 @@ func TestScenarioKeepThenCleanup(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "kept namespaces") {
 		t.Fatalf("err = %v, want a failed run that keeps its namespaces\n%s", err, stderr)
 	}
-	nss, err := e.lab.Clients.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: mtls.ScenarioLabel})
+	nss, err := e.lab.Clients.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: scenario.Label})
 	if err != nil || len(nss.Items) != 2 {
 		t.Fatalf("kept namespaces: %v %v", nss, err)
 	}
@@ -430,7 +432,7 @@ func TestScenarioRefusedWithoutRBAC(t *testing.T) {
 
 func (e *env) scenarioNamespaces(t *testing.T) []string {
 	t.Helper()
-	nss, err := e.lab.Clients.Kube.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{LabelSelector: mtls.ScenarioLabel})
+	nss, err := e.lab.Clients.Kube.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{LabelSelector: scenario.Label})
 	if err != nil {
 		t.Fatal(err)
 	}

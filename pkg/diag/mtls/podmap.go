@@ -1,20 +1,13 @@
-// Package mtls judges decoded traffic: it maps flow addresses to workloads
-// (from the cluster or a mapping file), groups flows per workload pair and
-// gives each a verdict by ambient's rules, and joins flows with ztunnel's own
-// evidence (access-log identities).
 package mtls
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
 
@@ -119,13 +112,4 @@ func PodMapFromPods(pods []corev1.Pod) PodMap {
 		}
 	}
 	return m
-}
-
-// PodMapFromCluster lists pods (in namespace, or all when empty) and maps them.
-func PodMapFromCluster(ctx context.Context, c kubernetes.Interface, namespace string) (PodMap, error) {
-	list, err := c.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list pods to map capture addresses: %w; or pass --pods FILE", err)
-	}
-	return PodMapFromPods(list.Items), nil
 }

@@ -1,4 +1,4 @@
-package mtls
+package scenario
 
 import (
 	"context"
@@ -13,10 +13,11 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
-// Scenario addresses (flow is verdict_test.go's helper).
+// Scenario addresses.
 var (
 	meshClient  = netip.MustParseAddr("10.0.8.1")
 	meshServer  = netip.MustParseAddr("10.0.8.2")
@@ -24,8 +25,16 @@ var (
 	plainServer = netip.MustParseAddr("10.0.9.2")
 )
 
-func scenarioPods() PodMap {
-	return PodMap{
+// flow is one connection from c to s:port carrying payload bytes.
+func flow(c, s netip.Addr, port uint16, class pcap.Class, payload uint64) pcap.Flow {
+	return pcap.Flow{
+		Client: netip.AddrPortFrom(c, 40000), Server: netip.AddrPortFrom(s, port),
+		Class: class, PayloadBytes: payload, Packets: 10, Bytes: 1000 + payload,
+	}
+}
+
+func scenarioPods() mtls.PodMap {
+	return mtls.PodMap{
 		meshClient:  {Namespace: "m", Pod: "client", Enrolled: true},
 		meshServer:  {Namespace: "m", Pod: "server", Enrolled: true},
 		plainClient: {Namespace: "p", Pod: "client"},
@@ -57,14 +66,14 @@ func TestJudgeCase(t *testing.T) {
 	pods := scenarioPods()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := ScenarioCase{
+			c := Case{
 				fromIP: tt.from, toIP: tt.to, FromEnrolled: pods[tt.from].Enrolled, ToEnrolled: pods[tt.to].Enrolled,
 				NegativeControl: !pods[tt.from].Enrolled && !pods[tt.to].Enrolled, Expected: expectFor(pods[tt.from].Enrolled, pods[tt.to].Enrolled),
 				TrafficError: tt.trafficErr,
 			}
 			// Other pairs' traffic must not leak into the case.
 			flows := append([]pcap.Flow{flow(meshServer, meshClient, 8080, pcap.ClassPlaintext, 5)}, tt.flows...)
-			judgeCase(&c, Judge(flows, pods), 8080)
+			judgeCase(&c, mtls.Judge(flows, pods), 8080)
 			if c.Result != tt.want || !strings.HasPrefix(c.Reason, tt.reason) || c.Observed != tt.observed {
 				t.Errorf("got %s %q observed %q; want %s %q... observed %q", c.Result, c.Reason, c.Observed, tt.want, tt.reason, tt.observed)
 			}
@@ -106,8 +115,8 @@ func TestScenarioCasesOneNode(t *testing.T) {
 }
 
 func TestClientCommand(t *testing.T) {
-	o := ScenarioOptions{Port: 8080, ClientCommand: "x --to {target} --host {host} --port {port} --from {namespace}/{pod} -w %{http_code}"}
-	c := &ScenarioCase{toIP: netip.MustParseAddr("fd00::2"), fromPod: "client-same-node", fromNS: "ns"}
+	o := Options{Port: 8080, ClientCommand: "x --to {target} --host {host} --port {port} --from {namespace}/{pod} -w %{http_code}"}
+	c := &Case{toIP: netip.MustParseAddr("fd00::2"), fromPod: "client-same-node", fromNS: "ns"}
 	want := "x --to [fd00::2]:8080 --host fd00::2 --port 8080 --from ns/client-same-node -w %{http_code}"
 	if got := o.clientCommand(c); got != want {
 		t.Errorf("got %q\nwant %q", got, want)
@@ -116,8 +125,8 @@ func TestClientCommand(t *testing.T) {
 
 func TestPodNotReady(t *testing.T) {
 	running := corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"}
-	captured := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationRedirection: "enabled"}}, Status: running}
-	pending := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationRedirection: "pending"}}, Status: running}
+	captured := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{mtls.AnnotationRedirection: "enabled"}}, Status: running}
+	pending := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{mtls.AnnotationRedirection: "pending"}}, Status: running}
 	tests := []struct {
 		name     string
 		pod      *corev1.Pod
@@ -160,7 +169,7 @@ func TestSchedulableNodesAndCleanup(t *testing.T) {
 		node("cp", true, func(n *corev1.Node) {
 			n.Spec.Taints = []corev1.Taint{{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}}
 		}),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ambient-verify-x", Labels: map[string]string{ScenarioLabel: "x"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ambient-verify-x", Labels: map[string]string{Label: "x"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "server", Namespace: "ambient-verify-x"}},
 	)
@@ -169,7 +178,7 @@ func TestSchedulableNodesAndCleanup(t *testing.T) {
 	if err != nil || strings.Join(got, ",") != "a,b" {
 		t.Errorf("nodes %v %v, want a,b", got, err)
 	}
-	gone, err := ScenarioCleanup(ctx, kc)
+	gone, err := Cleanup(ctx, kc)
 	if err != nil || strings.Join(gone, ",") != "ambient-verify-x" {
 		t.Fatalf("cleanup %v %v", gone, err)
 	}
@@ -194,7 +203,7 @@ func TestCheckScenarioAccess(t *testing.T) {
 		r.Status.Allowed = !deniedExec && !deniedDelete
 		return true, r, nil
 	})
-	err := checkScenarioAccess(context.Background(), kc, "m", "p")
+	err := checkAccess(context.Background(), kc, "m", "p")
 	if err == nil || err.Error() != "verify-mtls scenario refused before changing anything: cannot delete namespaces, cannot create pods/exec in namespace p; grant the role in docs/rbac.md (verify-mtls scenario)" {
 		t.Errorf("got %v", err)
 	}
