@@ -11,15 +11,6 @@ import (
 	"testing"
 )
 
-// pendingExceptions are directories (relative to the repository root) that
-// may still spell the facts out while their owners move them to this
-// package. The lead empties this list when merging pkg/cmd's and
-// pkg/diag/mtls's branches; it must stay empty after that.
-var pendingExceptions = []string{
-	"pkg/cmd",
-	"pkg/diag/mtls",
-}
-
 // TestOneDefinition fails when non-test Go code outside this package spells
 // the redirection annotation or the dataplane-mode label as a string literal
 // (the key itself, or a selector such as "key=value"): those facts are
@@ -42,7 +33,7 @@ func TestOneDefinition(t *testing.T) {
 		rel, _ := filepath.Rel(root, path)
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if rel == "pkg/ambient" || strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "vendor" || d.Name() == "testdata" || excepted(rel) {
+			if rel == "pkg/ambient" || strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "vendor" || d.Name() == "testdata" {
 				return filepath.SkipDir
 			}
 			return nil
@@ -69,15 +60,6 @@ func TestOneDefinition(t *testing.T) {
 	for _, f := range found {
 		t.Errorf("%s: use package ambient's constant instead", f)
 	}
-}
-
-func excepted(rel string) bool {
-	for _, e := range pendingExceptions {
-		if rel == e {
-			return true
-		}
-	}
-	return false
 }
 
 type literal struct {

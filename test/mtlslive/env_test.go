@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -47,7 +49,7 @@ func newEnv(t *testing.T) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// What istio-cni writes on a captured pod.
-	patch := []byte(`{"metadata":{"annotations":{"` + mtls.AnnotationRedirection + `":"enabled"}}}`)
+	patch := []byte(`{"metadata":{"annotations":{"` + ambient.AnnotationRedirection + `":"enabled"}}}`)
 	if _, err := lab.Clients.Kube.CoreV1().Pods(e.ns).Patch(ctx, e.server, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,7 +44,6 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 )
@@ -149,17 +150,17 @@ func (e *env) dataplane(ctx context.Context, t *testing.T, ca *hbonesim.CA) {
 			if err != nil {
 				continue
 			}
-			ambient := ns.Labels["istio.io/dataplane-mode"] == "ambient"
+			enrolled := ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient
 			if p.Labels["app"] == "server" {
-				c, err := e.serve(ca, &p, ambient)
+				c, err := e.serve(ca, &p, enrolled)
 				if err != nil {
 					t.Errorf("stand-in listeners for %s/%s: %v", p.Namespace, p.Name, err)
 					continue
 				}
 				closers = append(closers, c)
 			}
-			if ambient {
-				patch := []byte(`{"metadata":{"annotations":{"` + mtls.AnnotationRedirection + `":"enabled"}}}`)
+			if enrolled {
+				patch := []byte(`{"metadata":{"annotations":{"` + ambient.AnnotationRedirection + `":"enabled"}}}`)
 				if _, err := kc.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 					continue
 				}
@@ -371,7 +372,7 @@ func TestScenarioWithoutCNI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, stderr, err := e.run(ctx, "--pod-timeout", "5s")
-	if err == nil || !strings.Contains(err.Error(), "is istio-cni running?") || !strings.Contains(err.Error(), mtls.AnnotationRedirection) {
+	if err == nil || !strings.Contains(err.Error(), "is istio-cni running?") || !strings.Contains(err.Error(), ambient.AnnotationRedirection) {
 		t.Fatalf("err = %v, want the missing redirection annotation and the istio-cni hint\n%s\n%s", err, out, stderr)
 	}
 	t.Logf("error: %v", err)

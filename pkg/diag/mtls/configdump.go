@@ -7,16 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
-
-// CertExpiryWarning is how close to its expiry a certificate is flagged.
-// ztunnel renews at about half of a certificate's lifetime, so a certificate
-// this close to its end did not renew. Istio's default workload certificates
-// live only 24 h: for short-lived ones the mark is a quarter of the lifetime
-// (6 h for 24 h), or every fresh certificate would be flagged.
-const CertExpiryWarning = 24 * time.Hour
 
 // Certificate statuses in the report.
 const (
@@ -230,22 +225,15 @@ func judgeCert(c ztunnel.Certificate, now time.Time) (string, string) {
 		return CertUnavailable, "ztunnel could not get a certificate: " + c.State
 	case strings.HasPrefix(state, "initializing"):
 		return CertInitializing, "ztunnel is still requesting the certificate"
-	case c.Expiration != nil && !c.Expiration.After(now):
+	}
+	// The one expiry rule (ambient.CertExpiry), as status and the TUI apply it.
+	switch ambient.CertExpiry(c.ValidFrom, c.Expiration, now, ambient.CertWarnLimit) {
+	case ambient.CertExpired:
 		return CertExpired, "expired " + c.Expiration.UTC().Format(time.RFC3339)
-	case c.Expiration != nil && c.Expiration.Sub(now) < expiryMark(c):
+	case ambient.CertExpiring:
 		return CertExpiring, fmt.Sprintf("expires in %s, not renewed", c.Expiration.Sub(now).Round(time.Minute))
 	}
 	return CertOK, ""
-}
-
-// expiryMark is CertExpiryWarning, or a quarter of a shorter lifetime.
-func expiryMark(c ztunnel.Certificate) time.Duration {
-	if c.ValidFrom != nil && c.Expiration != nil {
-		if q := c.Expiration.Sub(*c.ValidFrom) / 4; q < CertExpiryWarning {
-			return q
-		}
-	}
-	return CertExpiryWarning
 }
 
 func certRank(s string) int {

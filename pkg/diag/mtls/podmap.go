@@ -7,17 +7,14 @@ import (
 	"io"
 	"net/netip"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
 // Pod annotations that say how a pod is meshed.
-const (
-	// AnnotationRedirection is written by istio-cni on captured pods.
-	AnnotationRedirection = "ambient.istio.io/redirection"
-	// AnnotationSidecarStatus is written by the sidecar injector.
-	AnnotationSidecarStatus = "sidecar.istio.io/status"
-)
+const ()
 
 // Workload is what an address belongs to.
 type Workload struct {
@@ -98,8 +95,8 @@ func PodMapFromPods(pods []corev1.Pod) PodMap {
 		w := Workload{
 			Namespace: p.Namespace,
 			Pod:       p.Name,
-			Enrolled:  p.Annotations[AnnotationRedirection] == "enabled",
-			Sidecar:   p.Annotations[AnnotationSidecarStatus] != "",
+			Enrolled:  p.Annotations[ambient.AnnotationRedirection] == ambient.RedirectionEnabled,
+			Sidecar:   p.Annotations[ambient.AnnotationSidecarStatus] != "",
 		}
 		ips := p.Status.PodIPs
 		if len(ips) == 0 && p.Status.PodIP != "" {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -133,11 +135,11 @@ func TestLoadPodMap(t *testing.T) {
 
 func TestPodMapFromPods(t *testing.T) {
 	pods := []corev1.Pod{
-		{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "client", Annotations: map[string]string{AnnotationRedirection: "enabled"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "client", Annotations: map[string]string{ambient.AnnotationRedirection: "enabled"}},
 			Status: corev1.PodStatus{PodIP: "10.0.0.1", PodIPs: []corev1.PodIP{{IP: "10.0.0.1"}, {IP: "fd00::1"}}}},
-		{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "pending", Annotations: map[string]string{AnnotationRedirection: "pending"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "pending", Annotations: map[string]string{ambient.AnnotationRedirection: "pending"}},
 			Status: corev1.PodStatus{PodIP: "10.0.0.7"}},
-		{ObjectMeta: metav1.ObjectMeta{Namespace: "s", Name: "legacy", Annotations: map[string]string{AnnotationSidecarStatus: `{"containers":["istio-proxy"]}`}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "s", Name: "legacy", Annotations: map[string]string{ambient.AnnotationSidecarStatus: `{"containers":["istio-proxy"]}`}},
 			Status: corev1.PodStatus{PodIP: "10.0.0.3"}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "node-agent"}, Spec: corev1.PodSpec{HostNetwork: true},
 			Status: corev1.PodStatus{PodIP: "192.168.1.10"}},

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -36,7 +38,7 @@ func clientsOf(objs ...*corev1.Pod) ClientsFunc {
 }
 
 func TestClusterPods(t *testing.T) {
-	enrolled := func(p *corev1.Pod) { p.Annotations = map[string]string{mtls.AnnotationRedirection: "enabled"} }
+	enrolled := func(p *corev1.Pod) { p.Annotations = map[string]string{ambient.AnnotationRedirection: "enabled"} }
 	host := func(p *corev1.Pod) { p.Spec.HostNetwork = true }
 	c := ClusterPods{Clients: clientsOf(
 		pod("shop", "cart", "10.0.0.1", nil, enrolled),

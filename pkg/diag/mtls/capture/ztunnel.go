@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -21,7 +23,7 @@ import (
 func ztunnelPods(ctx context.Context, kc kubernetes.Interface, o Options, nodes []string, progress io.Writer) []corev1.Pod {
 	sel := o.ZtunnelSelector
 	if sel == "" {
-		sel = "app=ztunnel"
+		sel = ambient.ZtunnelSelector
 	}
 	list, err := kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {

@@ -8,12 +8,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
@@ -118,7 +119,7 @@ func createNamespace(ctx context.Context, kc kubernetes.Interface, name, suffix 
 		"app.kubernetes.io/managed-by": "kubectl-ambient",
 	}
 	if enrolled {
-		labels["istio.io/dataplane-mode"] = "ambient"
+		labels[ambient.LabelDataplaneMode] = ambient.DataplaneAmbient
 		// Live starts its capture pods (privileged, host network) in the
 		// ambient namespace, the first; the other one needs no exception.
 		labels["pod-security.kubernetes.io/enforce"] = "privileged"
@@ -186,7 +187,7 @@ func waitPods(ctx context.Context, kc kubernetes.Interface, o Options, plan []sc
 		if err != nil {
 			if ctx.Err() != nil && missing != "" {
 				hint := "check kubectl describe pod -n " + ns + " (image pull or scheduling?)"
-				if strings.Contains(missing, mtls.AnnotationRedirection) {
+				if strings.Contains(missing, ambient.AnnotationRedirection) {
 					hint = "is istio-cni running? check kubectl get pods -A -l k8s-app=istio-cni-node and that ztunnel runs on the node"
 				}
 				return nil, fmt.Errorf("scenario pods not ready after %s: %s; %s", o.PodTimeout, missing, hint)
@@ -208,12 +209,12 @@ func podNotReady(p *corev1.Pod, enrolled bool) string {
 		return "ended (" + string(p.Status.Phase) + ")"
 	case p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "":
 		return "is not running with an ip (phase " + string(p.Status.Phase) + ")"
-	case enrolled && p.Annotations[mtls.AnnotationRedirection] != "enabled":
-		got := p.Annotations[mtls.AnnotationRedirection]
+	case enrolled && p.Annotations[ambient.AnnotationRedirection] != ambient.RedirectionEnabled:
+		got := p.Annotations[ambient.AnnotationRedirection]
 		if got == "" {
 			got = "unset"
 		}
-		return "has no " + mtls.AnnotationRedirection + "=enabled (" + got + ")"
+		return "has no " + ambient.AnnotationRedirection + "=enabled (" + got + ")"
 	}
 	return ""
 }

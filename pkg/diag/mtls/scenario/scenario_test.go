@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,8 +127,8 @@ func TestClientCommand(t *testing.T) {
 
 func TestPodNotReady(t *testing.T) {
 	running := corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"}
-	captured := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{mtls.AnnotationRedirection: "enabled"}}, Status: running}
-	pending := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{mtls.AnnotationRedirection: "pending"}}, Status: running}
+	captured := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{ambient.AnnotationRedirection: "enabled"}}, Status: running}
+	pending := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{ambient.AnnotationRedirection: "pending"}}, Status: running}
 	tests := []struct {
 		name     string
 		pod      *corev1.Pod
