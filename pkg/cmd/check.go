@@ -21,12 +21,12 @@ type CheckOptions struct {
 	// CertSample is how many ztunnel pods certificates are read from.
 	CertSample int
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdCheck builds `kubectl ambient check`.
-func NewCmdCheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdCheck(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &CheckOptions{CheckRunFlags: defaultCheckRunFlags(), CertSample: 3, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -134,7 +134,7 @@ func (s *CheckRunFlags) validate() error {
 }
 
 // checkClients builds the clients the check sets list with (checks.ListConfig).
-func checkClients(f *kube.Factory) (*kube.Clients, error) {
+func checkClients(f kube.Factory) (*kube.Clients, error) {
 	base, err := f.Clients()
 	if err != nil {
 		return nil, err

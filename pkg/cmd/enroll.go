@@ -35,7 +35,7 @@ type EnrollOptions struct {
 	Output          string
 
 	selector labels.Selector
-	factory  *kube.Factory
+	factory  kube.Factory
 	streams  genericiooptions.IOStreams
 	// observer, when set (tests), also receives every progress event.
 	observer migrate.Observer
@@ -51,7 +51,7 @@ type EnrollReport struct {
 }
 
 // NewCmdEnroll builds `kubectl ambient enroll` and its subcommands.
-func NewCmdEnroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdEnroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enroll",
 		Short: "Move namespaces into ambient mode (journaled, reversible, no forced restarts)",
@@ -72,7 +72,7 @@ func NewCmdEnroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Co
 	return cmd
 }
 
-func newCmdEnrollNamespace(f *kube.Factory, streams genericiooptions.IOStreams, obs migrate.Observer) *cobra.Command {
+func newCmdEnrollNamespace(f kube.Factory, streams genericiooptions.IOStreams, obs migrate.Observer) *cobra.Command {
 	o := &EnrollOptions{Output: OutputTable, Verify: true, Timeout: 2 * time.Minute, RolloutTimeout: 5 * time.Minute,
 		Workers: 32, WaypointName: "waypoint", factory: f, streams: streams, observer: obs}
 	cmd := &cobra.Command{
@@ -347,11 +347,11 @@ type EnrollStatusOptions struct {
 	Names  []string
 	Output string
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
-func newCmdEnrollStatus(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &EnrollStatusOptions{Output: OutputTable, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status [NS...]",

@@ -35,11 +35,11 @@ type InstallOptions struct {
 
 	upgrade bool
 	profile *install.Profile
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
-func newInstallOptions(f *kube.Factory, streams genericiooptions.IOStreams, upgrade bool) *InstallOptions {
+func newInstallOptions(f kube.Factory, streams genericiooptions.IOStreams, upgrade bool) *InstallOptions {
 	return &InstallOptions{
 		Platform: "auto",
 		Timeout:  5 * time.Minute,
@@ -70,7 +70,7 @@ func (o *InstallOptions) addFlags(cmd *cobra.Command) {
 }
 
 // NewCmdInstall builds `kubectl ambient install` and its `status` subcommand.
-func NewCmdInstall(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdInstall(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := newInstallOptions(f, streams, false)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -104,7 +104,7 @@ into this binary. Running install again upgrades; with nothing changed it create
 }
 
 // NewCmdUpgrade builds `kubectl ambient upgrade`.
-func NewCmdUpgrade(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdUpgrade(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := newInstallOptions(f, streams, true)
 	cmd := &cobra.Command{
 		Use:   "upgrade",
@@ -274,12 +274,12 @@ type InstallStatusOptions struct {
 	Output   string
 	Platform string
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdInstallStatus builds `kubectl ambient install status`.
-func NewCmdInstallStatus(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdInstallStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &InstallStatusOptions{Output: OutputTable, Platform: platform.Generic, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -364,12 +364,12 @@ type UninstallOptions struct {
 	Yes       bool
 	Output    string
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdUninstall builds `kubectl ambient uninstall`.
-func NewCmdUninstall(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdUninstall(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &UninstallOptions{Output: OutputTable, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "uninstall",

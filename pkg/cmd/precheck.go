@@ -21,12 +21,12 @@ type PrecheckOptions struct {
 	Platform     string
 	Enroll       []string
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdPrecheck builds `kubectl ambient precheck`.
-func NewCmdPrecheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdPrecheck(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &PrecheckOptions{
 		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: meshchecks.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
 	}

@@ -81,7 +81,7 @@ func cutSelector(s string) (string, string, bool) {
 }
 
 // config turns the flags into a watcher configuration for the clients.
-func (z *ztunnelWatchFlags) config(f *kube.Factory, c *kube.Clients) collector.Config {
+func (z *ztunnelWatchFlags) config(f kube.Factory, c *kube.Clients) collector.Config {
 	proxy := collector.ProxyAdmin{Client: c.Kube}
 	pf := collector.PortForwardAdmin{Config: c.Config, Client: c.Kube}
 	var admin collector.AdminFetcher
@@ -122,12 +122,9 @@ func watchClients(c *kube.Clients) (*kube.Clients, error) {
 }
 
 // clusterName is the kubeconfig context, or the server address.
-func clusterName(f *kube.Factory, c *kube.Clients) string {
-	if ctx := f.Flags().Context; ctx != nil && *ctx != "" {
-		return *ctx
-	}
-	if raw, err := f.Flags().ToRawKubeConfigLoader().RawConfig(); err == nil && raw.CurrentContext != "" {
-		return raw.CurrentContext
+func clusterName(f kube.Factory, c *kube.Clients) string {
+	if name := f.ContextName(); name != "" {
+		return name
 	}
 	return c.Config.Host
 }
@@ -140,12 +137,12 @@ type StatusOptions struct {
 	Timeout time.Duration
 	Watch   ztunnelWatchFlags
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdStatus builds `kubectl ambient status`.
-func NewCmdStatus(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &StatusOptions{Output: OutputTable, Window: 2 * time.Second, Timeout: 60 * time.Second, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status",

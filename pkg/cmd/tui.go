@@ -20,12 +20,12 @@ import (
 type TUIOptions struct {
 	Watch ztunnelWatchFlags
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdTUI builds `kubectl ambient tui`.
-func NewCmdTUI(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdTUI(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &TUIOptions{factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "tui",

@@ -25,12 +25,12 @@ type UnenrollOptions struct {
 	DryRun   bool
 
 	selector labels.Selector
-	factory  *kube.Factory
+	factory  kube.Factory
 	streams  genericiooptions.IOStreams
 }
 
 // NewCmdUnenroll builds `kubectl ambient unenroll`.
-func NewCmdUnenroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdUnenroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unenroll",
 		Short: "Take namespaces out of ambient mode, restoring their journaled labels",

@@ -23,12 +23,12 @@ type VerifyMTLSScenarioOptions struct {
 	Output  string
 	Cleanup bool
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdVerifyMTLSScenario builds `kubectl ambient verify-mtls scenario`.
-func NewCmdVerifyMTLSScenario(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdVerifyMTLSScenario(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &VerifyMTLSScenarioOptions{
 		ScenarioOptions: mtls.ScenarioOptions{
 			ClientImage: mtls.DefaultScenarioClientImage, ClientCommand: mtls.DefaultScenarioClientCommand,

@@ -21,7 +21,7 @@ type VersionOptions struct {
 	ClientOnly bool
 	Timeout    time.Duration
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
@@ -41,7 +41,7 @@ type ServerInfo struct {
 }
 
 // NewCmdVersion builds `kubectl ambient version`.
-func NewCmdVersion(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdVersion(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &VersionOptions{Output: OutputTable, Timeout: 5 * time.Second, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "version",
