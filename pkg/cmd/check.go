@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
@@ -59,7 +58,7 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			return o.Run(c.Context())
 		},
 	}
-	o.bind(cmd.Flags(), "namespace of istiod, istio-cni and ztunnel")
+	o.bind(cmd, "namespace of istiod, istio-cni and ztunnel")
 	cmd.Flags().IntVar(&o.CertSample, "cert-sample", o.CertSample, "how many ztunnel pods to read certificates from (0 skips the check)")
 	return cmd
 }
@@ -103,7 +102,7 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 
 // CheckRunFlags are the flags check and precheck share.
 type CheckRunFlags struct {
-	Output           string
+	Output           OutputFlags
 	WarningsAsErrors bool
 	Verbose          bool
 	IstioNamespace   string
@@ -111,12 +110,13 @@ type CheckRunFlags struct {
 }
 
 func defaultCheckRunFlags() CheckRunFlags {
-	return CheckRunFlags{Output: OutputTable, IstioNamespace: meshchecks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
+	return CheckRunFlags{Output: NewOutputFlags(), IstioNamespace: meshchecks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
 }
 
 // bind registers the shared flags; istioNSHelp describes --istio-namespace.
-func (s *CheckRunFlags) bind(fs *pflag.FlagSet, istioNSHelp string) {
-	fs.StringVarP(&s.Output, "output", "o", s.Output, "output format: table, json or yaml")
+func (s *CheckRunFlags) bind(cmd *cobra.Command, istioNSHelp string) {
+	s.Output.AddFlags(cmd)
+	fs := cmd.Flags()
 	fs.BoolVar(&s.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
 	fs.BoolVar(&s.Verbose, "verbose", false, "also list checks that did not apply")
 	fs.StringVar(&s.IstioNamespace, "istio-namespace", s.IstioNamespace, istioNSHelp)
@@ -124,7 +124,7 @@ func (s *CheckRunFlags) bind(fs *pflag.FlagSet, istioNSHelp string) {
 }
 
 func (s *CheckRunFlags) validate() error {
-	if err := ValidateOutput(s.Output); err != nil {
+	if err := s.Output.Validate(); err != nil {
 		return err
 	}
 	if s.IstioNamespace == "" {
@@ -152,7 +152,7 @@ func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStre
 	}
 	r := &checker.Runner{}
 	table := &checker.TableObserver{W: streams.Out, ShowSkipped: s.Verbose}
-	if s.Output == OutputTable {
+	if s.Output.Table() {
 		r.Observers = append(r.Observers, table)
 	}
 	sum, err := r.Run(ctx, cs)
@@ -162,8 +162,8 @@ func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStre
 	if err := table.Err(); err != nil {
 		return fmt.Errorf("write check results: %w", err)
 	}
-	if s.Output != OutputTable {
-		if err := PrintStructured(streams.Out, s.Output, checker.NewReport(sum, s.WarningsAsErrors)); err != nil {
+	if !s.Output.Table() {
+		if err := s.Output.Print(streams.Out, checker.NewReport(sum, s.WarningsAsErrors)); err != nil {
 			return err
 		}
 	} else {

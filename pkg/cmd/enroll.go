@@ -32,7 +32,7 @@ type EnrollOptions struct {
 	RestartSidecars bool
 	RolloutTimeout  time.Duration
 	Workers         int
-	Output          string
+	Output          OutputFlags
 
 	selector labels.Selector
 	factory  kube.Factory
@@ -73,7 +73,7 @@ func NewCmdEnroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Com
 }
 
 func newCmdEnrollNamespace(f kube.Factory, streams genericiooptions.IOStreams, obs migrate.Observer) *cobra.Command {
-	o := &EnrollOptions{Output: OutputTable, Verify: true, Timeout: 2 * time.Minute, RolloutTimeout: 5 * time.Minute,
+	o := &EnrollOptions{Output: NewOutputFlags(), Verify: true, Timeout: 2 * time.Minute, RolloutTimeout: 5 * time.Minute,
 		Workers: 32, WaypointName: "waypoint", factory: f, streams: streams, observer: obs}
 	cmd := &cobra.Command{
 		Use:     "namespace [NS...]",
@@ -114,7 +114,7 @@ captured (ambient.istio.io/redirection=enabled). Nothing is restarted unless
 	fl.BoolVar(&o.RestartSidecars, "restart-sidecars", false, "restart workloads that still run sidecars, one at a time, respecting PodDisruptionBudgets")
 	fl.DurationVar(&o.RolloutTimeout, "rollout-timeout", o.RolloutTimeout, "how long to wait for each restarted workload's rollout")
 	fl.IntVar(&o.Workers, "workers", o.Workers, "namespaces patched concurrently")
-	fl.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
 }
 
@@ -137,7 +137,7 @@ func parseSelection(selector string, workers int) (labels.Selector, error) {
 
 // Validate checks flags and arguments before any cluster call.
 func (o *EnrollOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if len(o.Names) == 0 && o.Selector == "" && !o.AllInjected {
@@ -177,13 +177,13 @@ func (o *EnrollOptions) Run(ctx context.Context) error {
 		return errors.New("no namespace matched; check --selector, or list injected namespaces with kubectl get ns -l istio-injection=enabled")
 	}
 	rep := &EnrollReport{DryRun: o.DryRun, Plan: plan}
-	structured := o.Output != OutputTable
+	structured := !o.Output.Table()
 	if !structured {
 		printPlan(o.streams.Out, plan)
 	}
 	if o.DryRun || planErr != nil {
 		if structured {
-			if err := PrintStructured(o.streams.Out, o.Output, rep); err != nil {
+			if err := o.Output.Print(o.streams.Out, rep); err != nil {
 				return err
 			}
 		}
@@ -215,7 +215,7 @@ func (o *EnrollOptions) Run(ctx context.Context) error {
 		}
 	}
 	if structured {
-		if err := PrintStructured(o.streams.Out, o.Output, rep); err != nil {
+		if err := o.Output.Print(o.streams.Out, rep); err != nil {
 			return err
 		}
 	} else {
@@ -345,14 +345,14 @@ func printRestarts(w io.Writer, rs []migrate.RestartResult) {
 // EnrollStatusOptions holds the flags of `kubectl ambient enroll status`.
 type EnrollStatusOptions struct {
 	Names  []string
-	Output string
+	Output OutputFlags
 
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &EnrollStatusOptions{Output: OutputTable, factory: f, streams: streams}
+	o := &EnrollStatusOptions{Output: NewOutputFlags(), factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status [NS...]",
 		Short: "Intent versus actual: namespace labels against the pods istio-cni has captured",
@@ -360,13 +360,13 @@ func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cob
   kubectl ambient enroll status shop -o yaml`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Names = args
-			if err := ValidateOutput(o.Output); err != nil {
+			if err := o.Output.Validate(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
 }
 
@@ -384,8 +384,8 @@ func (o *EnrollStatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, map[string]any{"namespaces": st})
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, map[string]any{"namespaces": st})
 	}
 	if len(st) == 0 {
 		fmt.Fprintln(o.streams.ErrOut, "no namespace is enrolled, injected or captured")

@@ -29,7 +29,7 @@ type InstallOptions struct {
 	Timeout    time.Duration
 	Atomic     bool
 	DryRun     bool
-	Output     string
+	Output     OutputFlags
 	Components []string
 	CacheDir   string
 
@@ -44,7 +44,7 @@ func newInstallOptions(f kube.Factory, streams genericiooptions.IOStreams, upgra
 		Platform: "auto",
 		Timeout:  5 * time.Minute,
 		Atomic:   true,
-		Output:   OutputTable,
+		Output:   NewOutputFlags(),
 		CacheDir: install.DefaultCacheDir(),
 		upgrade:  upgrade,
 		factory:  f,
@@ -65,7 +65,7 @@ func (o *InstallOptions) addFlags(cmd *cobra.Command) {
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for each component to become ready")
 	fl.BoolVar(&o.Atomic, "atomic", o.Atomic, "roll back a component that fails to become ready (earlier components stay)")
 	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "render every manifest in install order without contacting the cluster (use with -o yaml)")
-	fl.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml (with --dry-run: yaml or json manifests)")
+	o.Output.AddFlags(cmd)
 	fl.StringVar(&o.CacheDir, "cache-dir", o.CacheDir, "where downloaded repository indexes and charts are cached")
 }
 
@@ -134,7 +134,7 @@ each node as its pod is replaced.`,
 
 // Validate checks the flags and loads the embedded profile.
 func (o *InstallOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if o.Platform != "auto" && !platform.IsKnown(o.Platform) {
@@ -146,8 +146,8 @@ func (o *InstallOptions) Validate() error {
 	if len(o.Charts) > 0 && o.Repo != "" {
 		return UsageError{fmt.Errorf("--charts and --repo are two chart sources; pass only one")}
 	}
-	if o.DryRun && o.Output == OutputTable {
-		o.Output = OutputYAML
+	if o.DryRun && o.Output.Table() {
+		o.Output.Format = OutputYAML
 	}
 	p, err := install.LoadProfile()
 	if err != nil {
@@ -184,7 +184,7 @@ func (o *InstallOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if o.Output == OutputJSON {
+		if o.Output.Format == OutputJSON {
 			return o.renderJSON(steps)
 		}
 		return install.RenderAll(o.streams.Out, steps)
@@ -214,8 +214,8 @@ func (o *InstallOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, res)
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, res)
 	}
 	tw := tabwriter.NewWriter(o.streams.Out, 0, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "COMPONENT\tRELEASE\tNAMESPACE\tVERSION\tACTION\tREVISION\tAPPLY\tWAIT")
@@ -271,7 +271,7 @@ func (o *InstallOptions) detectPlatform(ctx context.Context, clients *kube.Clien
 
 // InstallStatusOptions holds the flags of `kubectl ambient install status`.
 type InstallStatusOptions struct {
-	Output   string
+	Output   OutputFlags
 	Platform string
 
 	factory kube.Factory
@@ -280,7 +280,7 @@ type InstallStatusOptions struct {
 
 // NewCmdInstallStatus builds `kubectl ambient install status`.
 func NewCmdInstallStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &InstallStatusOptions{Output: OutputTable, Platform: platform.Generic, factory: f, streams: streams}
+	o := &InstallStatusOptions{Output: NewOutputFlags(), Platform: platform.Generic, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each component's Helm release: chart and app version, status, revision and readiness",
@@ -291,13 +291,13 @@ and DaemonSets are ready right now. Exits 1 (after printing) when a component is
   kubectl ambient install status -o json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := ValidateOutput(o.Output); err != nil {
+			if err := o.Output.Validate(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
 }
 
@@ -317,8 +317,8 @@ func (o *InstallStatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		if err := PrintStructured(o.streams.Out, o.Output, rows); err != nil {
+	if !o.Output.Table() {
+		if err := o.Output.Print(o.streams.Out, rows); err != nil {
 			return err
 		}
 	} else if err := printStatusTable(o.streams.Out, rows); err != nil {
@@ -362,7 +362,7 @@ type UninstallOptions struct {
 	Force     bool
 	PurgeCRDs bool
 	Yes       bool
-	Output    string
+	Output    OutputFlags
 
 	factory kube.Factory
 	streams genericiooptions.IOStreams
@@ -370,7 +370,7 @@ type UninstallOptions struct {
 
 // NewCmdUninstall builds `kubectl ambient uninstall`.
 func NewCmdUninstall(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &UninstallOptions{Output: OutputTable, factory: f, streams: streams}
+	o := &UninstallOptions{Output: NewOutputFlags(), factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove the ambient profile's releases in reverse order (ztunnel, cni, istiod, base), keeping CRDs",
@@ -383,7 +383,7 @@ resources it will delete and asks first (unless --yes).`,
   kubectl ambient uninstall --purge-crds --yes`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := ValidateOutput(o.Output); err != nil {
+			if err := o.Output.Validate(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
@@ -392,7 +392,7 @@ resources it will delete and asks first (unless --yes).`,
 	cmd.Flags().BoolVar(&o.Force, "force", false, "uninstall even while namespaces are enrolled in ambient")
 	cmd.Flags().BoolVar(&o.PurgeCRDs, "purge-crds", false, "also delete Istio's CRDs, and with them every Istio resource in the cluster")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask before --purge-crds")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
 }
 
@@ -427,8 +427,8 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, res)
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, res)
 	}
 	_, _ = fmt.Fprintf(o.streams.Out, "removed: %s\n", dash(strings.Join(res.Removed, ", ")))
 	if len(res.NotInstalled) > 0 {

@@ -62,7 +62,7 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			return o.Run(c.Context())
 		},
 	}
-	o.bind(cmd.Flags(), "namespace istiod, istio-cni and ztunnel will be installed into")
+	o.bind(cmd, "namespace istiod, istio-cni and ztunnel will be installed into")
 	cmd.Flags().StringVar(&o.IstioVersion, "istio-version", o.IstioVersion, "Istio release to be installed (1.28 or 1.28.1)")
 	cmd.Flags().StringVar(&o.Platform, "platform", o.Platform, "platform: auto or one of "+strings.Join(platform.Known, ", "))
 	cmd.Flags().StringSliceVar(&o.Enroll, "enroll", nil, "namespaces to be enrolled, for the NetworkPolicy check (-n adds one); default: the namespaces labelled for ambient or sidecar injection")

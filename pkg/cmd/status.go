@@ -131,7 +131,7 @@ func clusterName(f kube.Factory, c *kube.Clients) string {
 
 // StatusOptions holds the flags of `kubectl ambient status`.
 type StatusOptions struct {
-	Output  string
+	Output  OutputFlags
 	Once    bool
 	Window  time.Duration
 	Timeout time.Duration
@@ -143,7 +143,7 @@ type StatusOptions struct {
 
 // NewCmdStatus builds `kubectl ambient status`.
 func NewCmdStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &StatusOptions{Output: OutputTable, Window: 2 * time.Second, Timeout: 60 * time.Second, factory: f, streams: streams}
+	o := &StatusOptions{Output: NewOutputFlags(), Window: 2 * time.Second, Timeout: 60 * time.Second, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Print the ztunnel health of every node once; exit 1 when any node is unhealthy",
@@ -166,14 +166,14 @@ Exit status: 0 when no node is unhealthy, 1 when one is (or on an error), 2 on b
 			if err := o.Validate(); err != nil {
 				return err
 			}
-			if !o.Once && o.Output == OutputTable && isTerminal(o.streams.Out) {
+			if !o.Once && o.Output.Table() && isTerminal(o.streams.Out) {
 				t := &TUIOptions{Watch: o.Watch, factory: o.factory, streams: o.streams}
 				return t.Run(c.Context())
 			}
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	cmd.Flags().BoolVar(&o.Once, "once", false, "print one snapshot and exit, even on a terminal")
 	cmd.Flags().DurationVar(&o.Window, "window", o.Window, "time between the two metric scrapes that give the rates (0 skips rates)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "give up when the snapshot takes longer than this")
@@ -183,7 +183,7 @@ Exit status: 0 when no node is unhealthy, 1 when one is (or on an error), 2 on b
 
 // Validate checks the flags.
 func (o *StatusOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if o.Window < 0 || o.Timeout <= 0 {
@@ -217,7 +217,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		}
 		return kube.Unreachable(clients.Config.Host, err)
 	}
-	if err := PrintSnapshot(o.streams.Out, o.Output, &snap); err != nil {
+	if err := o.Output.Print(o.streams.Out, snapshotOutput{&snap}); err != nil {
 		return err
 	}
 	if snap.Unhealthy() {
@@ -228,16 +228,23 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 
 // PrintSnapshot writes a snapshot as a table, JSON or YAML.
 func PrintSnapshot(w io.Writer, format string, s *ztunnel.Snapshot) error {
-	switch format {
-	case OutputTable:
-		return tui.WriteTable(w, s)
-	case OutputJSON:
-		return writeSnapshotJSON(w, s)
-	case OutputYAML:
-		return writeSnapshotYAML(w, s)
-	}
-	return PrintStructured(w, format, s)
+	out := OutputFlags{Format: format}
+	return out.Print(w, snapshotOutput{s})
 }
+
+// snapshotOutput prints a ztunnel snapshot for OutputFlags: the TUI's table,
+// and JSON/YAML written node by node (5,000 nodes in about 19 MB of heap).
+// Embedding keeps the JSON/YAML the snapshot's own.
+type snapshotOutput struct{ *ztunnel.Snapshot }
+
+// PrintTable writes the snapshot as the TUI's plain table.
+func (s snapshotOutput) PrintTable(w io.Writer) error { return tui.WriteTable(w, s.Snapshot) }
+
+// WriteJSON streams the snapshot's JSON.
+func (s snapshotOutput) WriteJSON(w io.Writer) error { return writeSnapshotJSON(w, s.Snapshot) }
+
+// WriteYAML streams the snapshot's YAML.
+func (s snapshotOutput) WriteYAML(w io.Writer) error { return writeSnapshotYAML(w, s.Snapshot) }
 
 // writeSnapshotYAML writes the same bytes as PrintStructured's YAML, one
 // node at a time. YAML is made from the JSON through a generic tree of maps:

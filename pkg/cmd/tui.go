@@ -50,7 +50,7 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 				return err
 			}
 			if !isTerminal(o.streams.Out) {
-				s := &StatusOptions{Output: OutputTable, Once: true, Window: o.Watch.Interval, Timeout: time.Minute, Watch: o.Watch, factory: o.factory, streams: o.streams}
+				s := &StatusOptions{Output: NewOutputFlags(), Once: true, Window: o.Watch.Interval, Timeout: time.Minute, Watch: o.Watch, factory: o.factory, streams: o.streams}
 				return s.Run(c.Context())
 			}
 			return o.Run(c.Context())

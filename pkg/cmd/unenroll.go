@@ -21,7 +21,7 @@ type UnenrollOptions struct {
 	Selector string
 	All      bool
 	Workers  int
-	Output   string
+	Output   OutputFlags
 	DryRun   bool
 
 	selector labels.Selector
@@ -41,7 +41,7 @@ func NewCmdUnenroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.C
 			return UsageError{Err: errors.New("name what to unenroll: kubectl ambient unenroll namespace NS")}
 		},
 	}
-	o := &UnenrollOptions{Output: OutputTable, Workers: 32, factory: f, streams: streams}
+	o := &UnenrollOptions{Output: NewOutputFlags(), Workers: 32, factory: f, streams: streams}
 	ns := &cobra.Command{
 		Use:     "namespace [NS...]",
 		Aliases: []string{"namespaces", "ns"},
@@ -67,14 +67,14 @@ workloads next roll out; captured pods are released by istio-cni at once.`,
 	ns.Flags().BoolVar(&o.All, "all", false, "unenroll every namespace that is enrolled or carries a journal")
 	ns.Flags().IntVar(&o.Workers, "workers", o.Workers, "namespaces patched concurrently")
 	ns.Flags().BoolVar(&o.DryRun, "dry-run", false, "show the label changes each namespace would get; the API server validates them and stores nothing")
-	ns.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(ns)
 	cmd.AddCommand(ns)
 	return cmd
 }
 
 // Validate checks flags and arguments.
 func (o *UnenrollOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if len(o.Names) == 0 && o.Selector == "" && !o.All {
@@ -132,8 +132,8 @@ func (o *UnenrollOptions) Run(ctx context.Context) error {
 	}
 	gvr := gatewayGVR(clients)
 	results, err := migrate.Unenroll(ctx, clients.Kube, clients.Dynamic, names, migrate.UnenrollOptions{Workers: o.Workers, GatewayGVR: gvr, DryRun: o.DryRun})
-	if o.Output != OutputTable {
-		if perr := PrintStructured(o.streams.Out, o.Output, map[string]any{"results": results}); perr != nil {
+	if !o.Output.Table() {
+		if perr := o.Output.Print(o.streams.Out, map[string]any{"results": results}); perr != nil {
 			return perr
 		}
 	} else {

@@ -17,7 +17,7 @@ import (
 
 // VersionOptions holds the flags of `kubectl ambient version`.
 type VersionOptions struct {
-	Output     string
+	Output     OutputFlags
 	ClientOnly bool
 	Timeout    time.Duration
 
@@ -42,7 +42,7 @@ type ServerInfo struct {
 
 // NewCmdVersion builds `kubectl ambient version`.
 func NewCmdVersion(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &VersionOptions{Output: OutputTable, Timeout: 5 * time.Second, factory: f, streams: streams}
+	o := &VersionOptions{Output: NewOutputFlags(), Timeout: 5 * time.Second, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the client version, and the cluster's Kubernetes and Istio versions when reachable",
@@ -57,14 +57,14 @@ func NewCmdVersion(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Co
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	cmd.Flags().BoolVar(&o.ClientOnly, "client", false, "print only the client version; do not contact the cluster")
 	cmd.Flags().DurationVar(&o.Timeout, "request-timeout-server", o.Timeout, "how long to wait for the cluster before printing the client version alone")
 	return cmd
 }
 
 // Validate checks the flags.
-func (o *VersionOptions) Validate() error { return ValidateOutput(o.Output) }
+func (o *VersionOptions) Validate() error { return o.Output.Validate() }
 
 // Run prints the versions. An unreachable cluster is reported, not fatal.
 func (o *VersionOptions) Run(ctx context.Context) error {
@@ -77,8 +77,8 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 			rep.Server = srv
 		}
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, rep)
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, rep)
 	}
 	fmt.Fprintf(o.streams.Out, "Client Version: %s (commit %s, %s, %s)\n", rep.Client.Version, rep.Client.Commit, rep.Client.GoVersion, rep.Client.Platform)
 	switch {
