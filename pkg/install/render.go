@@ -2,14 +2,13 @@ package install
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/releaseutil"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
@@ -72,8 +71,9 @@ func (a access) String() string {
 	return fmt.Sprintf("%s %s %s", a.verb, res, where)
 }
 
-// ErrForbidden is returned (wrapped) when the identity lacks a permission.
-var ErrForbidden = fmt.Errorf("permission denied")
+// ErrForbidden is returned (wrapped) when the identity lacks a permission;
+// it is kube.ErrForbidden.
+var ErrForbidden = kube.ErrForbidden
 
 // checkAccess asks the API server (SelfSubjectAccessReview) whether the
 // current identity may do what the steps need, so a restricted user gets one
@@ -129,24 +129,18 @@ func (in *Installer) checkAccess(ctx context.Context, steps []Step) error {
 			add(access{"create", mp.Resource.Group, mp.Resource.Resource, ns, st.Chart.Metadata.Name})
 		}
 	}
-	attrs := make([]authorizationv1.ResourceAttributes, len(need))
+	perms := make([]kube.Permission, len(need))
 	for i, a := range need {
-		attrs[i] = authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace}
+		perms[i] = kube.Permission{Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace}
 	}
-	allowed, err := kube.Allowed(ctx, in.Kube, attrs)
-	if err != nil {
-		return in.clusterErr(fmt.Errorf("check permissions: %w", err))
-	}
-	var missing []string
-	for i, ok := range allowed {
-		if !ok {
-			missing = append(missing, need[i].String())
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
+	err = kube.Require(ctx, in.Kube, perms)
+	var fe *kube.ForbiddenError
+	if errors.As(err, &fe) {
 		return fmt.Errorf("%w: the current identity cannot %s; installing Istio needs cluster-admin-like rights: ask a cluster admin, or use an admin --context",
-			ErrForbidden, strings.Join(missing, ", cannot "))
+			ErrForbidden, strings.Join(fe.Strings(), ", cannot "))
+	}
+	if err != nil {
+		return in.clusterErr(err)
 	}
 	return nil
 }
