@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +34,7 @@ type EnrollOptions struct {
 	Output          OutputFlags
 
 	selector labels.Selector
+	clients  *kube.Clients
 	factory  kube.Factory
 	streams  genericiooptions.IOStreams
 	// observer, when set (tests), also receives every progress event.
@@ -42,13 +42,7 @@ type EnrollOptions struct {
 }
 
 // EnrollReport is what `enroll namespace -o json|yaml` prints.
-type EnrollReport struct {
-	DryRun   bool                    `json:"dryRun"`
-	Plan     *migrate.Plan           `json:"plan"`
-	Results  []migrate.Result        `json:"results,omitempty"`
-	Verify   *migrate.VerifyReport   `json:"verify,omitempty"`
-	Restarts []migrate.RestartResult `json:"restarts,omitempty"`
-}
+type EnrollReport = migrate.EnrollReport
 
 // NewCmdEnroll builds `kubectl ambient enroll` and its subcommands.
 func NewCmdEnroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -97,6 +91,9 @@ captured (ambient.istio.io/redirection=enabled). Nothing is restarted unless
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Names = args
 			if err := o.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
@@ -157,77 +154,51 @@ func (o *EnrollOptions) Validate() error {
 	return nil
 }
 
-// Run reads the cluster once, plans, checks permissions, then applies,
-// verifies and optionally restarts.
+// Complete builds the clients from the factory.
+func (o *EnrollOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
+// Run enrolls (migrate.Enroll) and prints the plan, then what each step did.
 func (o *EnrollOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
+	cfg := migrate.EnrollConfig{
+		Selection: migrate.Selection{Names: o.Names, Selector: o.selector, AllInjected: o.AllInjected},
+		Plan:      migrate.PlanOptions{Force: o.Force, Waypoint: o.Waypoint, WaypointName: o.WaypointName},
+		DryRun:    o.DryRun, Verify: o.Verify, RestartSidecars: o.RestartSidecars,
+		Workers: o.Workers, Timeout: o.Timeout, RolloutTimeout: o.RolloutTimeout, Observer: o.progress(),
+	}
+	if o.Output.Table() {
+		cfg.OnPlan = func(p *migrate.Plan) { printPlan(o.streams.Out, p) }
+	}
+	rep, err := migrate.Enroll(ctx, o.clients, cfg)
+	if errors.Is(err, migrate.ErrNoneMatched) {
+		return fmt.Errorf("%w; check --selector, or list injected namespaces with kubectl get ns -l istio-injection=enabled", err)
+	}
+	if rep == nil {
 		return err
 	}
-	snap, err := migrate.ReadSnapshot(ctx, clients.Kube, clients.Dynamic, clients.Discovery)
-	if err != nil {
-		return kube.Unreachable(clients.Config.Host, err)
+	if perr := o.Output.Print(o.streams.Out, enrollTable{rep}); perr != nil {
+		return perr
 	}
-	plan, planErr := migrate.BuildPlan(snap, migrate.Selection{Names: o.Names, Selector: o.selector, AllInjected: o.AllInjected},
-		migrate.PlanOptions{Force: o.Force, Waypoint: o.Waypoint, WaypointName: o.WaypointName})
-	if plan == nil {
-		return planErr
+	return err
+}
+
+// enrollTable prints an enrollment's outcome after its plan (OnPlan printed
+// the plan table before the progress lines).
+type enrollTable struct{ *migrate.EnrollReport }
+
+// PrintTable writes the results, the capture verification and the restarts.
+func (r enrollTable) PrintTable(w io.Writer) error {
+	printResults(w, r.Results)
+	if r.Verify != nil {
+		printVerify(w, r.Verify)
 	}
-	if len(plan.Namespaces) == 0 {
-		return errors.New("no namespace matched; check --selector, or list injected namespaces with kubectl get ns -l istio-injection=enabled")
+	if len(r.Restarts) > 0 {
+		printRestarts(w, r.Restarts)
 	}
-	rep := &EnrollReport{DryRun: o.DryRun, Plan: plan}
-	structured := !o.Output.Table()
-	if !structured {
-		printPlan(o.streams.Out, plan)
-	}
-	if o.DryRun || planErr != nil {
-		if structured {
-			if err := o.Output.Print(o.streams.Out, rep); err != nil {
-				return err
-			}
-		}
-		return planErr
-	}
-	if err := migrate.CheckAccess(ctx, clients.Kube, migrate.EnrollAccess(plan, o.Verify, o.RestartSidecars)); err != nil {
-		return err
-	}
-	obs := o.progress()
-	obs(migrate.Event{Step: migrate.StepValidated})
-	results, applyErr := migrate.Apply(ctx, clients.Kube, clients.Dynamic, plan, migrate.ApplyOptions{
-		Workers: o.Workers, WaypointTimeout: o.Timeout, Observer: obs})
-	rep.Results = results
-	var verifyErr, restartErr error
-	if applyErr == nil && o.Verify {
-		var names []string
-		for _, n := range plan.Namespaces {
-			names = append(names, n.Name)
-		}
-		rep.Verify, verifyErr = migrate.Verify(ctx, clients.Kube, names, migrate.VerifyOptions{Timeout: o.Timeout, Observer: obs})
-		if verifyErr == nil && o.RestartSidecars {
-			ws := migrate.SidecarWorkloads(rep.Verify)
-			rep.Restarts, restartErr = migrate.RestartSidecars(ctx, clients.Kube, ws, migrate.RestartOptions{
-				RolloutTimeout: o.RolloutTimeout, PDBTimeout: o.RolloutTimeout, Observer: obs})
-			if restartErr == nil && len(ws) > 0 {
-				// The new pods come up without sidecars: verify they are captured too.
-				rep.Verify, verifyErr = migrate.Verify(ctx, clients.Kube, names, migrate.VerifyOptions{Timeout: o.Timeout, Observer: obs})
-			}
-		}
-	}
-	if structured {
-		if err := o.Output.Print(o.streams.Out, rep); err != nil {
-			return err
-		}
-	} else {
-		printResults(o.streams.Out, results)
-		if rep.Verify != nil {
-			printVerify(o.streams.Out, rep.Verify)
-		}
-		if len(rep.Restarts) > 0 {
-			printRestarts(o.streams.Out, rep.Restarts)
-		}
-	}
-	return errors.Join(applyErr, verifyErr, restartErr)
+	return nil
 }
 
 // progress reports events on ErrOut (and to the test observer).
@@ -407,6 +378,3 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
-
-// joinNames renders namespace names for messages.
-func joinNames(ns []string) string { return strings.Join(ns, ", ") }
