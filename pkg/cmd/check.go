@@ -10,7 +10,6 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/meshchecks"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/collector"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -92,10 +91,7 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 	if o.CertSample > 0 {
 		// The admin port is localhost-only in real ztunnel: try the pod proxy
 		// (works where it is exposed), then a port-forward.
-		hopts.ConfigDumps = collector.FallbackAdmin{
-			collector.ProxyAdmin{Client: clients.Kube, Timeout: 5 * time.Second},
-			collector.PortForwardAdmin{Config: clients.Config, Client: clients.Kube, Timeout: 10 * time.Second},
-		}
+		hopts.ConfigDumps = adminAccess("auto", clients, 5*time.Second, 10*time.Second)
 	}
 	return o.run(ctx, o.streams, meshchecks.Health(cluster, hopts))
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/install"
@@ -257,14 +256,13 @@ func (o *InstallOptions) detectPlatform(ctx context.Context, clients *kube.Clien
 		_, _ = fmt.Fprintf(o.streams.ErrOut, "platform: %s (from --platform)\n", o.Platform)
 		return o.Platform, nil
 	}
-	nodes, err := clients.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	r, err := platform.DetectCluster(ctx, clients.Kube.CoreV1().Nodes())
 	if err != nil {
 		if u := kube.Unreachable(clients.Config.Host, err); errors.Is(u, kube.ErrUnreachable) {
 			return "", u
 		}
-		return "", fmt.Errorf("detect the platform: list nodes: %w; pass --platform to skip detection", err)
+		return "", fmt.Errorf("%w; pass --platform to skip detection", err)
 	}
-	r := platform.Detect(nodes.Items)
 	_, _ = fmt.Fprintf(o.streams.ErrOut, "platform: %s (detected: %s; override with --platform)\n", r.Name, r.Reason)
 	return r.Name, nil
 }

@@ -82,23 +82,30 @@ func cutSelector(s string) (string, string, bool) {
 
 // config turns the flags into a watcher configuration for the clients.
 func (z *ztunnelWatchFlags) config(f kube.Factory, c *kube.Clients) collector.Config {
-	proxy := collector.ProxyAdmin{Client: c.Kube}
-	pf := collector.PortForwardAdmin{Config: c.Config, Client: c.Kube}
-	var admin collector.AdminFetcher
-	switch z.Admin {
-	case "proxy":
-		admin = proxy
-	case "port-forward":
-		admin = pf
-	default:
-		admin = collector.FallbackAdmin{proxy, pf}
-	}
+	admin := adminAccess(z.Admin, c, 0, 0)
 	certs := z.CertInterval
 	if certs <= 0 {
 		certs = -1 // the watcher's "never"
 	}
 	return collector.Config{Cluster: clusterName(f, c), Namespace: z.Namespace, Selector: z.Selector,
 		Interval: z.Interval, Concurrency: z.Concurrency, Admin: admin, CertInterval: certs}
+}
+
+// adminAccess is the one place the way to ztunnel's admin port (15000,
+// localhost-only in real ztunnel) is built, for status, tui and check: mode
+// "proxy" (the API server's pod proxy), "port-forward", or anything else
+// for the pod proxy, then a port-forward. Zero timeouts keep the collector's
+// defaults.
+func adminAccess(mode string, c *kube.Clients, proxyTimeout, forwardTimeout time.Duration) collector.AdminFetcher {
+	proxy := collector.ProxyAdmin{Client: c.Kube, Timeout: proxyTimeout}
+	pf := collector.PortForwardAdmin{Config: c.Config, Client: c.Kube, Timeout: forwardTimeout}
+	switch mode {
+	case "proxy":
+		return proxy
+	case "port-forward":
+		return pf
+	}
+	return collector.FallbackAdmin{proxy, pf}
 }
 
 // limitMemory sets a soft memory limit for the long-running watchers unless

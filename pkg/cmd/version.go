@@ -3,14 +3,12 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/install"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/version"
 )
@@ -109,31 +107,8 @@ func (o *VersionOptions) server(ctx context.Context) (*ServerInfo, error) {
 	srv := &ServerInfo{Kubernetes: info.GitVersion, Host: clients.Config.Host}
 	// istiod's version is the tag of its image; labels may be missing on
 	// hand-made installs. Any error here just leaves Istio unknown.
-	deps, err := clients.Kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
-	if err == nil {
-		srv.Istio = istioVersion(deps.Items)
+	if v, err := install.IstiodVersion(ctx, clients.Kube); err == nil {
+		srv.Istio = v
 	}
 	return srv, nil
-}
-
-// istioVersion returns the istiod versions found, comma-separated per revision.
-func istioVersion(deps []appsv1.Deployment) string {
-	var out []string
-	for _, d := range deps {
-		v := d.Labels["app.kubernetes.io/version"]
-		if v == "" && len(d.Spec.Template.Spec.Containers) > 0 {
-			img := d.Spec.Template.Spec.Containers[0].Image
-			if i := strings.LastIndex(img, ":"); i >= 0 && !strings.Contains(img[i:], "/") {
-				v = img[i+1:]
-			}
-		}
-		if v == "" {
-			continue
-		}
-		if rev := d.Labels["istio.io/rev"]; rev != "" && rev != "default" {
-			v += " (revision " + rev + ")"
-		}
-		out = append(out, v)
-	}
-	return strings.Join(out, ", ")
 }
