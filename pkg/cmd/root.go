@@ -39,6 +39,9 @@ the wire as HBONE mutual TLS, and watch ztunnel health node by node.`,
 		SilenceUsage:  true,
 	}
 	flags.AddFlags(root.PersistentFlags())
+	var logs logFlags
+	logs.bind(root.PersistentFlags())
+	root.PersistentPreRun = func(*cobra.Command, []string) { logs.apply(streams.ErrOut) }
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return UsageError{Err: err}
 	})
