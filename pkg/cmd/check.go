@@ -129,14 +129,9 @@ func (s *CheckRunFlags) validate() error {
 	return nil
 }
 
-// checkClients builds the clients the check sets list with (checks.ListConfig).
-func checkClients(f kube.Factory) (*kube.Clients, error) {
-	base, err := f.Clients()
-	if err != nil {
-		return nil, err
-	}
-	return kube.NewClients(meshchecks.ListConfig(base.Config))
-}
+// checkClients builds the clients the check sets list with. The typed
+// client speaks protobuf (kube.NewClients), as meshchecks.ListConfig asks.
+func checkClients(f kube.Factory) (*kube.Clients, error) { return f.Clients() }
 
 // run runs a check set, rendering the table as results arrive or the JSON
 // report at the end, and turns a failed verdict into exit code 1.

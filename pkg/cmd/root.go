@@ -15,7 +15,12 @@ import (
 // NewRootCmd builds the whole command tree.
 func NewRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
 	flags := genericclioptions.NewConfigFlags(true)
-	f := kube.NewFactory(flags)
+	return newRootCmd(flags, kube.NewFactory(flags), streams)
+}
+
+// newRootCmd builds the tree on factory f; flags are registered for parsing
+// (tests pass a fake f, and the flags then only parse).
+func newRootCmd(flags *genericclioptions.ConfigFlags, f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 
 	root := &cobra.Command{
 		Use:   "kubectl-ambient",

@@ -15,9 +15,7 @@ import (
 	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
@@ -118,16 +116,6 @@ func limitMemory() {
 	}
 }
 
-// watchClients returns clients that speak protobuf: listing 5,000 nodes
-// and their pods decodes several times faster, with a fraction of the
-// garbage, than JSON.
-func watchClients(c *kube.Clients) (*kube.Clients, error) {
-	cfg := rest.CopyConfig(c.Config)
-	cfg.ContentType = runtime.ContentTypeProtobuf
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	return kube.NewClients(cfg)
-}
-
 // clusterName is the kubeconfig context, or the server address.
 func clusterName(f kube.Factory, c *kube.Clients) string {
 	if name := f.ContextName(); name != "" {
@@ -213,11 +201,9 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		return err
 	}
 	limitMemory()
-	pc, err := watchClients(clients)
-	if err != nil {
-		return err
-	}
-	snap, err := collector.Collect(ctx, pc.Kube, o.Watch.config(o.factory, pc), o.Window)
+	// kube.NewClients' typed client already speaks protobuf: listing 5,000
+	// nodes and their pods decodes several times faster than JSON.
+	snap, err := collector.Collect(ctx, clients.Kube, o.Watch.config(o.factory, clients), o.Window)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("ztunnel snapshot of %s: no answer within --timeout %s; raise --timeout", clients.Config.Host, o.Timeout)

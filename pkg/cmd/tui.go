@@ -72,10 +72,6 @@ func (o *TUIOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	limitMemory()
-	clients, err = watchClients(clients)
-	if err != nil {
-		return err
-	}
 	cfg := o.Watch.config(o.factory, clients)
 	w := collector.New(clients.Kube, cfg)
 	go func() { _ = w.Run(ctx) }()

@@ -203,6 +203,11 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 // into one actionable line.
 func ServerVersion(ctx context.Context, c *Clients) (*version.Info, error) {
 	rc := c.Kube.Discovery().RESTClient()
+	if rc == nil {
+		// A discovery client without REST (the fake in command tests).
+		info, err := c.Kube.Discovery().ServerVersion()
+		return info, Unreachable(c.Config.Host, err)
+	}
 	body, err := rc.Get().AbsPath("/version").Timeout(10 * time.Second).Do(ctx).Raw()
 	if err != nil {
 		return nil, Unreachable(c.Config.Host, err)

@@ -6,12 +6,14 @@
 package kubefake
 
 import (
+	authv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
@@ -46,6 +48,17 @@ func New(objs []runtime.Object, listKinds map[schema.GroupVersionResource]string
 		NS:      "default",
 		Context: "fake",
 	}
+}
+
+// AllowAll answers every SelfSubjectAccessReview with allowed (the fake
+// clientset stores the review and answers "not allowed" otherwise).
+func (f *Factory) AllowAll() *Factory {
+	f.Kube.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview).DeepCopy()
+		r.Status.Allowed = true
+		return true, r, nil
+	})
+	return f
 }
 
 // RESTConfig returns a configuration naming Host; nothing dials it.
