@@ -19,6 +19,7 @@ type CheckOptions struct {
 	// CertSample is how many ztunnel pods certificates are read from.
 	CertSample int
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -54,6 +55,9 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -73,12 +77,17 @@ func (o *CheckOptions) Validate() error {
 	return nil
 }
 
+
+// Complete builds the clients from the factory.
+func (o *CheckOptions) Complete() error {
+	c, err := checkClients(o.factory)
+	o.clients = c
+	return err
+}
+
 // Run runs the checks and prints them.
 func (o *CheckOptions) Run(ctx context.Context) error {
-	clients, err := checkClients(o.factory)
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	ns, explicit, err := o.factory.Namespace()
 	if err != nil {
 		return fmt.Errorf("read the namespace from the kubeconfig: %w", err)

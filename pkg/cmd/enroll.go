@@ -318,6 +318,7 @@ type EnrollStatusOptions struct {
 	Names  []string
 	Output OutputFlags
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -334,6 +335,9 @@ func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cob
 			if err := o.Output.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -341,12 +345,17 @@ func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cob
 	return cmd
 }
 
+
+// Complete builds the clients from the factory.
+func (o *EnrollStatusOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
 // Run reads the cluster once and prints intent versus actual.
 func (o *EnrollStatusOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	snap, err := migrate.ReadSnapshot(ctx, clients.Kube, nil, nil)
 	if err != nil {
 		return kube.Unreachable(clients.Config.Host, err)

@@ -272,6 +272,7 @@ type InstallStatusOptions struct {
 	Output   OutputFlags
 	Platform string
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -292,6 +293,9 @@ and DaemonSets are ready right now. Exits 1 (after printing) when a component is
 			if err := o.Output.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -300,16 +304,21 @@ and DaemonSets are ready right now. Exits 1 (after printing) when a component is
 }
 
 // Run prints the status; it exits 1 (silently, after the table) when a
+
+// Complete builds the clients from the factory.
+func (o *InstallStatusOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
 // component is missing or not ready.
 func (o *InstallStatusOptions) Run(ctx context.Context) error {
 	p, err := install.LoadProfile()
 	if err != nil {
 		return err
 	}
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	in := &install.Installer{Getter: o.factory.RESTClientGetter(), Kube: clients.Kube, Dynamic: clients.Dynamic, Host: clients.Config.Host}
 	rows, err := in.Status(ctx, p, o.Platform)
 	if err != nil {
@@ -362,6 +371,7 @@ type UninstallOptions struct {
 	Yes       bool
 	Output    OutputFlags
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -384,6 +394,9 @@ resources it will delete and asks first (unless --yes).`,
 			if err := o.Output.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -394,16 +407,21 @@ resources it will delete and asks first (unless --yes).`,
 	return cmd
 }
 
+
+// Complete builds the clients from the factory.
+func (o *UninstallOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
 // Run uninstalls.
 func (o *UninstallOptions) Run(ctx context.Context) error {
 	p, err := install.LoadProfile()
 	if err != nil {
 		return err
 	}
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	in := &install.Installer{Getter: o.factory.RESTClientGetter(), Kube: clients.Kube, Dynamic: clients.Dynamic, Host: clients.Config.Host,
 		Progress: install.NewProgress(o.streams.ErrOut)}
 	reader := bufio.NewReader(o.streams.In)

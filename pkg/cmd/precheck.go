@@ -21,6 +21,7 @@ type PrecheckOptions struct {
 	Platform     string
 	Enroll       []string
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -57,6 +58,9 @@ The exit code is 1 when any check fails with an error (or a warning, with
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
@@ -97,12 +101,17 @@ func minorOf(v string) string {
 	return parts[0] + "." + parts[1]
 }
 
+
+// Complete builds the clients from the factory.
+func (o *PrecheckOptions) Complete() error {
+	c, err := checkClients(o.factory)
+	o.clients = c
+	return err
+}
+
 // Run runs the prechecks and prints them.
 func (o *PrecheckOptions) Run(ctx context.Context) error {
-	clients, err := checkClients(o.factory)
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	enroll := append([]string(nil), o.Enroll...)
 	if ns, explicit, err := o.factory.Namespace(); err == nil && explicit && !slices.Contains(enroll, ns) {
 		enroll = append(enroll, ns)

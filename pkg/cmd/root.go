@@ -1,7 +1,9 @@
 // Package cmd holds the cobra commands of kubectl-ambient: one file per verb,
-// each an Options struct with Complete, Validate and Run. Commands turn flags
-// into typed configuration and call the library packages; they make no
-// cluster calls of their own beyond building clients through pkg/kube.
+// each an XOptions struct (flags, IOStreams) with Validate, Complete (clients
+// from the kube.Factory interface) and Run, which makes one library call and
+// prints the report through OutputFlags. version and install/upgrade build
+// their clients inside Run, only when they reach the cluster (--client and
+// --dry-run never do). Commands make no API calls of their own.
 package cmd
 
 import (

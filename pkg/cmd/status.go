@@ -132,6 +132,7 @@ type StatusOptions struct {
 	Timeout time.Duration
 	Watch   ztunnelWatchFlags
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -163,7 +164,13 @@ Exit status: 0 when no node is unhealthy, 1 when one is (or on an error), 2 on b
 			}
 			if !o.Once && o.Output.Table() && isTerminal(o.streams.Out) {
 				t := &TUIOptions{Watch: o.Watch, factory: o.factory, streams: o.streams}
+				if err := t.Complete(); err != nil {
+					return err
+				}
 				return t.Run(c.Context())
+			}
+			if err := o.Complete(); err != nil {
+				return err
 			}
 			return o.Run(c.Context())
 		},
@@ -187,12 +194,17 @@ func (o *StatusOptions) Validate() error {
 	return o.Watch.validate()
 }
 
+
+// Complete builds the clients from the factory.
+func (o *StatusOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
 // Run takes and prints one snapshot.
 func (o *StatusOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	// One cheap request first, so an unreachable cluster fails at once with

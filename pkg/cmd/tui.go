@@ -20,6 +20,7 @@ import (
 type TUIOptions struct {
 	Watch ztunnelWatchFlags
 
+	clients *kube.Clients
 	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
@@ -51,7 +52,13 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 			}
 			if !isTerminal(o.streams.Out) {
 				s := &StatusOptions{Output: NewOutputFlags(), Once: true, Window: o.Watch.Interval, Timeout: time.Minute, Watch: o.Watch, factory: o.factory, streams: o.streams}
+				if err := s.Complete(); err != nil {
+					return err
+				}
 				return s.Run(c.Context())
+			}
+			if err := o.Complete(); err != nil {
+				return err
 			}
 			return o.Run(c.Context())
 		},
@@ -60,12 +67,17 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 	return cmd
 }
 
+
+// Complete builds the clients from the factory.
+func (o *TUIOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
 // Run starts the watcher and the Bubble Tea program until the user quits.
 func (o *TUIOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	// client-go logs watch retries to stderr through klog; on the TUI's
 	// screen they would tear the frame. The TUI shows the connection state.
 	klog.SetLogger(logr.Discard())
