@@ -77,7 +77,6 @@ func (o *CheckOptions) Validate() error {
 	return nil
 }
 
-
 // Complete builds the clients from the factory.
 func (o *CheckOptions) Complete() error {
 	c, err := checkClients(o.factory)

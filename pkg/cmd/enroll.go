@@ -345,7 +345,6 @@ func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cob
 	return cmd
 }
 
-
 // Complete builds the clients from the factory.
 func (o *EnrollStatusOptions) Complete() error {
 	c, err := o.factory.Clients()

@@ -407,7 +407,6 @@ resources it will delete and asks first (unless --yes).`,
 	return cmd
 }
 
-
 // Complete builds the clients from the factory.
 func (o *UninstallOptions) Complete() error {
 	c, err := o.factory.Clients()

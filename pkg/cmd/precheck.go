@@ -101,7 +101,6 @@ func minorOf(v string) string {
 	return parts[0] + "." + parts[1]
 }
 
-
 // Complete builds the clients from the factory.
 func (o *PrecheckOptions) Complete() error {
 	c, err := checkClients(o.factory)

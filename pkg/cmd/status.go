@@ -194,7 +194,6 @@ func (o *StatusOptions) Validate() error {
 	return o.Watch.validate()
 }
 
-
 // Complete builds the clients from the factory.
 func (o *StatusOptions) Complete() error {
 	c, err := o.factory.Clients()

@@ -67,7 +67,6 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 	return cmd
 }
 
-
 // Complete builds the clients from the factory.
 func (o *TUIOptions) Complete() error {
 	c, err := o.factory.Clients()
