@@ -95,6 +95,10 @@ type Result struct {
 // Access is one permission a run needs.
 type Access = kube.Permission
 
+// ErrNoGatewayAPI marks a plan that creates a waypoint on a cluster without
+// the Gateway API CRDs.
+var ErrNoGatewayAPI = errors.New("a waypoint needs the Gateway API CRDs, which are not installed")
+
 // ErrForbidden marks a missing permission found before any write; it is
 // kube.ErrForbidden.
 var ErrForbidden = kube.ErrForbidden
@@ -158,7 +162,7 @@ func Apply(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, p
 	}
 	for _, n := range plan.Namespaces {
 		if n.WaypointCreate != "" && plan.GatewayGVR.Resource == "" {
-			return nil, fmt.Errorf("enroll namespace %q: --waypoint needs the Gateway API CRDs, which are not installed; install them or drop --waypoint", n.Name)
+			return nil, fmt.Errorf("enroll namespace %q: %w", n.Name, ErrNoGatewayAPI)
 		}
 	}
 	results := make([]Result, len(plan.Namespaces))
