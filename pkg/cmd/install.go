@@ -321,8 +321,6 @@ and DaemonSets are ready right now. Exits 1 (after printing) when a component is
 	return cmd
 }
 
-// Run prints the status; it exits 1 (silently, after the table) when a
-
 // Complete builds the clients from the factory.
 func (o *InstallStatusOptions) Complete() error {
 	c, err := o.factory.Clients()
@@ -330,6 +328,7 @@ func (o *InstallStatusOptions) Complete() error {
 	return err
 }
 
+// Run prints the status; it exits 1 (silently, after the table) when a
 // component is missing or not ready.
 func (o *InstallStatusOptions) Run(ctx context.Context) error {
 	p, err := install.LoadProfile()
