@@ -6,25 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/klog/v2"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
 )
 
 func main() {
-	// client-go reports some transport trouble (a failed port-forward stream)
-	// through klog as well as through the error it returns. The commands
-	// already turn those errors into one actionable line, so klog's copy is
-	// noise on a user's terminal.
-	klog.SetOutput(io.Discard)
-	klog.LogToStderr(false)
-
+	// client-go's own log lines (klog) are silent unless -v is given: the
+	// root command routes them (pkg/cmd/logging.go).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	err := cmd.NewRootCmd(streams).ExecuteContext(ctx)

@@ -6,12 +6,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/checker"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/meshchecks"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel/collector"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -21,12 +19,13 @@ type CheckOptions struct {
 	// CertSample is how many ztunnel pods certificates are read from.
 	CertSample int
 
-	factory *kube.Factory
+	clients *kube.Clients
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdCheck builds `kubectl ambient check`.
-func NewCmdCheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdCheck(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &CheckOptions{CheckRunFlags: defaultCheckRunFlags(), CertSample: 3, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -56,10 +55,13 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
-	o.bind(cmd.Flags(), "namespace of istiod, istio-cni and ztunnel")
+	o.bind(cmd, "namespace of istiod, istio-cni and ztunnel")
 	cmd.Flags().IntVar(&o.CertSample, "cert-sample", o.CertSample, "how many ztunnel pods to read certificates from (0 skips the check)")
 	return cmd
 }
@@ -75,12 +77,16 @@ func (o *CheckOptions) Validate() error {
 	return nil
 }
 
+// Complete builds the clients from the factory.
+func (o *CheckOptions) Complete() error {
+	c, err := checkClients(o.factory)
+	o.clients = c
+	return err
+}
+
 // Run runs the checks and prints them.
 func (o *CheckOptions) Run(ctx context.Context) error {
-	clients, err := checkClients(o.factory)
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	ns, explicit, err := o.factory.Namespace()
 	if err != nil {
 		return fmt.Errorf("read the namespace from the kubeconfig: %w", err)
@@ -93,17 +99,14 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 	if o.CertSample > 0 {
 		// The admin port is localhost-only in real ztunnel: try the pod proxy
 		// (works where it is exposed), then a port-forward.
-		hopts.ConfigDumps = collector.FallbackAdmin{
-			collector.ProxyAdmin{Client: clients.Kube, Timeout: 5 * time.Second},
-			collector.PortForwardAdmin{Config: clients.Config, Client: clients.Kube, Timeout: 10 * time.Second},
-		}
+		hopts.ConfigDumps = adminAccess("auto", clients, 5*time.Second, 10*time.Second)
 	}
 	return o.run(ctx, o.streams, meshchecks.Health(cluster, hopts))
 }
 
 // CheckRunFlags are the flags check and precheck share.
 type CheckRunFlags struct {
-	Output           string
+	Output           OutputFlags
 	WarningsAsErrors bool
 	Verbose          bool
 	IstioNamespace   string
@@ -111,12 +114,13 @@ type CheckRunFlags struct {
 }
 
 func defaultCheckRunFlags() CheckRunFlags {
-	return CheckRunFlags{Output: OutputTable, IstioNamespace: meshchecks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
+	return CheckRunFlags{Output: NewOutputFlags(), IstioNamespace: meshchecks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
 }
 
 // bind registers the shared flags; istioNSHelp describes --istio-namespace.
-func (s *CheckRunFlags) bind(fs *pflag.FlagSet, istioNSHelp string) {
-	fs.StringVarP(&s.Output, "output", "o", s.Output, "output format: table, json or yaml")
+func (s *CheckRunFlags) bind(cmd *cobra.Command, istioNSHelp string) {
+	s.Output.AddFlags(cmd)
+	fs := cmd.Flags()
 	fs.BoolVar(&s.WarningsAsErrors, "warnings-as-errors", false, "exit non-zero when a check warns")
 	fs.BoolVar(&s.Verbose, "verbose", false, "also list checks that did not apply")
 	fs.StringVar(&s.IstioNamespace, "istio-namespace", s.IstioNamespace, istioNSHelp)
@@ -124,7 +128,7 @@ func (s *CheckRunFlags) bind(fs *pflag.FlagSet, istioNSHelp string) {
 }
 
 func (s *CheckRunFlags) validate() error {
-	if err := ValidateOutput(s.Output); err != nil {
+	if err := s.Output.Validate(); err != nil {
 		return err
 	}
 	if s.IstioNamespace == "" {
@@ -133,14 +137,9 @@ func (s *CheckRunFlags) validate() error {
 	return nil
 }
 
-// checkClients builds the clients the check sets list with (checks.ListConfig).
-func checkClients(f *kube.Factory) (*kube.Clients, error) {
-	base, err := f.Clients()
-	if err != nil {
-		return nil, err
-	}
-	return kube.NewClients(meshchecks.ListConfig(base.Config))
-}
+// checkClients builds the clients the check sets list with. The typed
+// client speaks protobuf (kube.NewClients), as meshchecks.ListConfig asks.
+func checkClients(f kube.Factory) (*kube.Clients, error) { return f.Clients() }
 
 // run runs a check set, rendering the table as results arrive or the JSON
 // report at the end, and turns a failed verdict into exit code 1.
@@ -152,7 +151,7 @@ func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStre
 	}
 	r := &checker.Runner{}
 	table := &checker.TableObserver{W: streams.Out, ShowSkipped: s.Verbose}
-	if s.Output == OutputTable {
+	if s.Output.Table() {
 		r.Observers = append(r.Observers, table)
 	}
 	sum, err := r.Run(ctx, cs)
@@ -162,8 +161,8 @@ func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStre
 	if err := table.Err(); err != nil {
 		return fmt.Errorf("write check results: %w", err)
 	}
-	if s.Output != OutputTable {
-		if err := PrintStructured(streams.Out, s.Output, checker.NewReport(sum, s.WarningsAsErrors)); err != nil {
+	if !s.Output.Table() {
+		if err := s.Output.Print(streams.Out, checker.NewReport(sum, s.WarningsAsErrors)); err != nil {
 			return err
 		}
 	} else {

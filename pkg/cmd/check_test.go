@@ -10,8 +10,8 @@ func TestCheckAndPrecheckValidate(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"check ok", (&CheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputJSON, IstioNamespace: "istio-system"}}).Validate()},
-		{"precheck ok", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputTable, IstioNamespace: "istio-system"}, Platform: "auto", IstioVersion: "1.27.3"}).Validate()},
+		{"check ok", (&CheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputJSON}, IstioNamespace: "istio-system"}}).Validate()},
+		{"precheck ok", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputTable}, IstioNamespace: "istio-system"}, Platform: "auto", IstioVersion: "1.27.3"}).Validate()},
 	} {
 		if tc.err != nil {
 			t.Errorf("%s: %v", tc.name, tc.err)
@@ -21,11 +21,11 @@ func TestCheckAndPrecheckValidate(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"check wide", (&CheckOptions{CheckRunFlags: CheckRunFlags{Output: "wide", IstioNamespace: "istio-system"}}).Validate()},
-		{"check negative sample", (&CheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputTable, IstioNamespace: "istio-system"}, CertSample: -1}).Validate()},
-		{"precheck platform", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputTable, IstioNamespace: "istio-system"}, Platform: "mars", IstioVersion: "1.28"}).Validate()},
-		{"precheck version", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputTable, IstioNamespace: "istio-system"}, Platform: "auto", IstioVersion: "2.0"}).Validate()},
-		{"precheck namespace", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputTable}, Platform: "auto", IstioVersion: "1.28"}).Validate()},
+		{"check wide", (&CheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: "wide"}, IstioNamespace: "istio-system"}}).Validate()},
+		{"check negative sample", (&CheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputTable}, IstioNamespace: "istio-system"}, CertSample: -1}).Validate()},
+		{"precheck platform", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputTable}, IstioNamespace: "istio-system"}, Platform: "mars", IstioVersion: "1.28"}).Validate()},
+		{"precheck version", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputTable}, IstioNamespace: "istio-system"}, Platform: "auto", IstioVersion: "2.0"}).Validate()},
+		{"precheck namespace", (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputTable}}, Platform: "auto", IstioVersion: "1.28"}).Validate()},
 	} {
 		var u UsageError
 		if !errors.As(tc.err, &u) {

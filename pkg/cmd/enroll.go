@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,26 +31,21 @@ type EnrollOptions struct {
 	RestartSidecars bool
 	RolloutTimeout  time.Duration
 	Workers         int
-	Output          string
+	Output          OutputFlags
 
 	selector labels.Selector
-	factory  *kube.Factory
+	clients  *kube.Clients
+	factory  kube.Factory
 	streams  genericiooptions.IOStreams
 	// observer, when set (tests), also receives every progress event.
 	observer migrate.Observer
 }
 
 // EnrollReport is what `enroll namespace -o json|yaml` prints.
-type EnrollReport struct {
-	DryRun   bool                    `json:"dryRun"`
-	Plan     *migrate.Plan           `json:"plan"`
-	Results  []migrate.Result        `json:"results,omitempty"`
-	Verify   *migrate.VerifyReport   `json:"verify,omitempty"`
-	Restarts []migrate.RestartResult `json:"restarts,omitempty"`
-}
+type EnrollReport = migrate.EnrollReport
 
 // NewCmdEnroll builds `kubectl ambient enroll` and its subcommands.
-func NewCmdEnroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdEnroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "enroll",
 		Short: "Move namespaces into ambient mode (journaled, reversible, no forced restarts)",
@@ -72,8 +66,8 @@ func NewCmdEnroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Co
 	return cmd
 }
 
-func newCmdEnrollNamespace(f *kube.Factory, streams genericiooptions.IOStreams, obs migrate.Observer) *cobra.Command {
-	o := &EnrollOptions{Output: OutputTable, Verify: true, Timeout: 2 * time.Minute, RolloutTimeout: 5 * time.Minute,
+func newCmdEnrollNamespace(f kube.Factory, streams genericiooptions.IOStreams, obs migrate.Observer) *cobra.Command {
+	o := &EnrollOptions{Output: NewOutputFlags(), Verify: true, Timeout: 2 * time.Minute, RolloutTimeout: 5 * time.Minute,
 		Workers: 32, WaypointName: "waypoint", factory: f, streams: streams, observer: obs}
 	cmd := &cobra.Command{
 		Use:     "namespace [NS...]",
@@ -99,6 +93,9 @@ captured (ambient.istio.io/redirection=enabled). Nothing is restarted unless
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -114,7 +111,7 @@ captured (ambient.istio.io/redirection=enabled). Nothing is restarted unless
 	fl.BoolVar(&o.RestartSidecars, "restart-sidecars", false, "restart workloads that still run sidecars, one at a time, respecting PodDisruptionBudgets")
 	fl.DurationVar(&o.RolloutTimeout, "rollout-timeout", o.RolloutTimeout, "how long to wait for each restarted workload's rollout")
 	fl.IntVar(&o.Workers, "workers", o.Workers, "namespaces patched concurrently")
-	fl.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
 }
 
@@ -137,7 +134,7 @@ func parseSelection(selector string, workers int) (labels.Selector, error) {
 
 // Validate checks flags and arguments before any cluster call.
 func (o *EnrollOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if len(o.Names) == 0 && o.Selector == "" && !o.AllInjected {
@@ -157,77 +154,60 @@ func (o *EnrollOptions) Validate() error {
 	return nil
 }
 
-// Run reads the cluster once, plans, checks permissions, then applies,
-// verifies and optionally restarts.
+// Complete builds the clients from the factory.
+func (o *EnrollOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
+// Run enrolls (migrate.Enroll) and prints the plan, then what each step did.
 func (o *EnrollOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
+	cfg := migrate.EnrollConfig{
+		Selection: migrate.Selection{Names: o.Names, Selector: o.selector, AllInjected: o.AllInjected},
+		Plan:      migrate.PlanOptions{Force: o.Force, Waypoint: o.Waypoint, WaypointName: o.WaypointName},
+		DryRun:    o.DryRun, Verify: o.Verify, RestartSidecars: o.RestartSidecars,
+		Workers: o.Workers, Timeout: o.Timeout, RolloutTimeout: o.RolloutTimeout, Observer: o.progress(),
+	}
+	if o.Output.Table() {
+		cfg.OnPlan = func(p *migrate.Plan) { printPlan(o.streams.Out, p) }
+	}
+	rep, err := migrate.Enroll(ctx, o.clients, cfg)
+	err = enrollFlagHint(err)
+	if rep == nil {
 		return err
 	}
-	snap, err := migrate.ReadSnapshot(ctx, clients.Kube, clients.Dynamic, clients.Discovery)
-	if err != nil {
-		return kube.Unreachable(clients.Config.Host, err)
+	if perr := o.Output.Print(o.streams.Out, enrollTable{rep}); perr != nil {
+		return perr
 	}
-	plan, planErr := migrate.BuildPlan(snap, migrate.Selection{Names: o.Names, Selector: o.selector, AllInjected: o.AllInjected},
-		migrate.PlanOptions{Force: o.Force, Waypoint: o.Waypoint, WaypointName: o.WaypointName})
-	if plan == nil {
-		return planErr
+	return err
+}
+
+// enrollFlagHint adds to a library error the flag that changes the outcome.
+func enrollFlagHint(err error) error {
+	switch {
+	case errors.Is(err, migrate.ErrNoneMatched):
+		return fmt.Errorf("%w; check --selector, or list injected namespaces with kubectl get ns -l istio-injection=enabled", err)
+	case errors.Is(err, migrate.ErrNoGatewayAPI):
+		return fmt.Errorf("%w; install them or drop --waypoint", err)
 	}
-	if len(plan.Namespaces) == 0 {
-		return errors.New("no namespace matched; check --selector, or list injected namespaces with kubectl get ns -l istio-injection=enabled")
+	return err
+}
+
+// enrollTable prints an enrollment's outcome after its plan (OnPlan printed
+// the plan table before the progress lines).
+type enrollTable struct{ *migrate.EnrollReport }
+
+// PrintTable writes the results, the capture verification and the restarts.
+func (r enrollTable) PrintTable(w io.Writer) error {
+	printResults(w, r.Results)
+	if r.Verify != nil {
+		printVerify(w, r.Verify)
 	}
-	rep := &EnrollReport{DryRun: o.DryRun, Plan: plan}
-	structured := o.Output != OutputTable
-	if !structured {
-		printPlan(o.streams.Out, plan)
+	if len(r.Restarts) > 0 {
+		printRestarts(w, r.Restarts)
 	}
-	if o.DryRun || planErr != nil {
-		if structured {
-			if err := PrintStructured(o.streams.Out, o.Output, rep); err != nil {
-				return err
-			}
-		}
-		return planErr
-	}
-	if err := migrate.CheckAccess(ctx, clients.Kube, migrate.EnrollAccess(plan, o.Verify, o.RestartSidecars)); err != nil {
-		return err
-	}
-	obs := o.progress()
-	obs(migrate.Event{Step: migrate.StepValidated})
-	results, applyErr := migrate.Apply(ctx, clients.Kube, clients.Dynamic, plan, migrate.ApplyOptions{
-		Workers: o.Workers, WaypointTimeout: o.Timeout, Observer: obs})
-	rep.Results = results
-	var verifyErr, restartErr error
-	if applyErr == nil && o.Verify {
-		var names []string
-		for _, n := range plan.Namespaces {
-			names = append(names, n.Name)
-		}
-		rep.Verify, verifyErr = migrate.Verify(ctx, clients.Kube, names, migrate.VerifyOptions{Timeout: o.Timeout, Observer: obs})
-		if verifyErr == nil && o.RestartSidecars {
-			ws := migrate.SidecarWorkloads(rep.Verify)
-			rep.Restarts, restartErr = migrate.RestartSidecars(ctx, clients.Kube, ws, migrate.RestartOptions{
-				RolloutTimeout: o.RolloutTimeout, PDBTimeout: o.RolloutTimeout, Observer: obs})
-			if restartErr == nil && len(ws) > 0 {
-				// The new pods come up without sidecars: verify they are captured too.
-				rep.Verify, verifyErr = migrate.Verify(ctx, clients.Kube, names, migrate.VerifyOptions{Timeout: o.Timeout, Observer: obs})
-			}
-		}
-	}
-	if structured {
-		if err := PrintStructured(o.streams.Out, o.Output, rep); err != nil {
-			return err
-		}
-	} else {
-		printResults(o.streams.Out, results)
-		if rep.Verify != nil {
-			printVerify(o.streams.Out, rep.Verify)
-		}
-		if len(rep.Restarts) > 0 {
-			printRestarts(o.streams.Out, rep.Restarts)
-		}
-	}
-	return errors.Join(applyErr, verifyErr, restartErr)
+	return nil
 }
 
 // progress reports events on ErrOut (and to the test observer).
@@ -345,14 +325,15 @@ func printRestarts(w io.Writer, rs []migrate.RestartResult) {
 // EnrollStatusOptions holds the flags of `kubectl ambient enroll status`.
 type EnrollStatusOptions struct {
 	Names  []string
-	Output string
+	Output OutputFlags
 
-	factory *kube.Factory
+	clients *kube.Clients
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
-func newCmdEnrollStatus(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &EnrollStatusOptions{Output: OutputTable, factory: f, streams: streams}
+func newCmdEnrollStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &EnrollStatusOptions{Output: NewOutputFlags(), factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status [NS...]",
 		Short: "Intent versus actual: namespace labels against the pods istio-cni has captured",
@@ -360,22 +341,29 @@ func newCmdEnrollStatus(f *kube.Factory, streams genericiooptions.IOStreams) *co
   kubectl ambient enroll status shop -o yaml`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Names = args
-			if err := ValidateOutput(o.Output); err != nil {
+			if err := o.Output.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
+}
+
+// Complete builds the clients from the factory.
+func (o *EnrollStatusOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
 }
 
 // Run reads the cluster once and prints intent versus actual.
 func (o *EnrollStatusOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	snap, err := migrate.ReadSnapshot(ctx, clients.Kube, nil, nil)
 	if err != nil {
 		return kube.Unreachable(clients.Config.Host, err)
@@ -384,8 +372,8 @@ func (o *EnrollStatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, map[string]any{"namespaces": st})
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, map[string]any{"namespaces": st})
 	}
 	if len(st) == 0 {
 		fmt.Fprintln(o.streams.ErrOut, "no namespace is enrolled, injected or captured")
@@ -407,6 +395,3 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
-
-// joinNames renders namespace names for messages.
-func joinNames(ns []string) string { return strings.Join(ns, ", ") }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/install"
@@ -29,22 +28,22 @@ type InstallOptions struct {
 	Timeout    time.Duration
 	Atomic     bool
 	DryRun     bool
-	Output     string
+	Output     OutputFlags
 	Components []string
 	CacheDir   string
 
 	upgrade bool
 	profile *install.Profile
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
-func newInstallOptions(f *kube.Factory, streams genericiooptions.IOStreams, upgrade bool) *InstallOptions {
+func newInstallOptions(f kube.Factory, streams genericiooptions.IOStreams, upgrade bool) *InstallOptions {
 	return &InstallOptions{
 		Platform: "auto",
 		Timeout:  5 * time.Minute,
 		Atomic:   true,
-		Output:   OutputTable,
+		Output:   NewOutputFlags(),
 		CacheDir: install.DefaultCacheDir(),
 		upgrade:  upgrade,
 		factory:  f,
@@ -65,12 +64,12 @@ func (o *InstallOptions) addFlags(cmd *cobra.Command) {
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for each component to become ready")
 	fl.BoolVar(&o.Atomic, "atomic", o.Atomic, "roll back a component that fails to become ready (earlier components stay)")
 	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "render every manifest in install order without contacting the cluster (use with -o yaml)")
-	fl.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml (with --dry-run: yaml or json manifests)")
+	o.Output.AddFlags(cmd)
 	fl.StringVar(&o.CacheDir, "cache-dir", o.CacheDir, "where downloaded repository indexes and charts are cached")
 }
 
 // NewCmdInstall builds `kubectl ambient install` and its `status` subcommand.
-func NewCmdInstall(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdInstall(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := newInstallOptions(f, streams, false)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -104,7 +103,7 @@ into this binary. Running install again upgrades; with nothing changed it create
 }
 
 // NewCmdUpgrade builds `kubectl ambient upgrade`.
-func NewCmdUpgrade(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdUpgrade(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := newInstallOptions(f, streams, true)
 	cmd := &cobra.Command{
 		Use:   "upgrade",
@@ -134,7 +133,7 @@ each node as its pod is replaced.`,
 
 // Validate checks the flags and loads the embedded profile.
 func (o *InstallOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if o.Platform != "auto" && !platform.IsKnown(o.Platform) {
@@ -146,8 +145,8 @@ func (o *InstallOptions) Validate() error {
 	if len(o.Charts) > 0 && o.Repo != "" {
 		return UsageError{fmt.Errorf("--charts and --repo are two chart sources; pass only one")}
 	}
-	if o.DryRun && o.Output == OutputTable {
-		o.Output = OutputYAML
+	if o.DryRun && o.Output.Table() {
+		o.Output.Format = OutputYAML
 	}
 	p, err := install.LoadProfile()
 	if err != nil {
@@ -164,8 +163,26 @@ func (o *InstallOptions) source() (install.Source, error) {
 	return install.NewSource(o.Repo, o.Charts, o.CacheDir)
 }
 
-// Run installs or upgrades.
-func (o *InstallOptions) Run(ctx context.Context) error {
+// Run installs or upgrades; a library error gets the flag that fixes it.
+func (o *InstallOptions) Run(ctx context.Context) error { return installFlagHint(o.run(ctx)) }
+
+// installFlagHint adds to a chart-source error the flag that fixes it: the
+// library says what is wrong, the command says which flag to change.
+func installFlagHint(err error) error {
+	switch {
+	case errors.Is(err, install.ErrBadRepository):
+		return fmt.Errorf("%w; pass --repo URL or --charts DIR", err)
+	case errors.Is(err, install.ErrVersionNotFound):
+		return fmt.Errorf("%w; pass one with --version", err)
+	case errors.Is(err, install.ErrChartNotFound):
+		return fmt.Errorf("%w; check --repo/--charts", err)
+	case errors.Is(err, install.ErrRepositoryIndex):
+		return fmt.Errorf("%w; check --repo or use --charts DIR offline", err)
+	}
+	return err
+}
+
+func (o *InstallOptions) run(ctx context.Context) error {
 	src, err := o.source()
 	if err != nil {
 		return err
@@ -184,7 +201,7 @@ func (o *InstallOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if o.Output == OutputJSON {
+		if o.Output.Format == OutputJSON {
 			return o.renderJSON(steps)
 		}
 		return install.RenderAll(o.streams.Out, steps)
@@ -214,8 +231,8 @@ func (o *InstallOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, res)
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, res)
 	}
 	tw := tabwriter.NewWriter(o.streams.Out, 0, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "COMPONENT\tRELEASE\tNAMESPACE\tVERSION\tACTION\tREVISION\tAPPLY\tWAIT")
@@ -257,30 +274,30 @@ func (o *InstallOptions) detectPlatform(ctx context.Context, clients *kube.Clien
 		_, _ = fmt.Fprintf(o.streams.ErrOut, "platform: %s (from --platform)\n", o.Platform)
 		return o.Platform, nil
 	}
-	nodes, err := clients.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	r, err := platform.DetectCluster(ctx, clients.Kube.CoreV1().Nodes())
 	if err != nil {
 		if u := kube.Unreachable(clients.Config.Host, err); errors.Is(u, kube.ErrUnreachable) {
 			return "", u
 		}
-		return "", fmt.Errorf("detect the platform: list nodes: %w; pass --platform to skip detection", err)
+		return "", fmt.Errorf("%w; pass --platform to skip detection", err)
 	}
-	r := platform.Detect(nodes.Items)
 	_, _ = fmt.Fprintf(o.streams.ErrOut, "platform: %s (detected: %s; override with --platform)\n", r.Name, r.Reason)
 	return r.Name, nil
 }
 
 // InstallStatusOptions holds the flags of `kubectl ambient install status`.
 type InstallStatusOptions struct {
-	Output   string
+	Output   OutputFlags
 	Platform string
 
-	factory *kube.Factory
+	clients *kube.Clients
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdInstallStatus builds `kubectl ambient install status`.
-func NewCmdInstallStatus(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &InstallStatusOptions{Output: OutputTable, Platform: platform.Generic, factory: f, streams: streams}
+func NewCmdInstallStatus(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &InstallStatusOptions{Output: NewOutputFlags(), Platform: platform.Generic, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each component's Helm release: chart and app version, status, revision and readiness",
@@ -291,14 +308,24 @@ and DaemonSets are ready right now. Exits 1 (after printing) when a component is
   kubectl ambient install status -o json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := ValidateOutput(o.Output); err != nil {
+			if err := o.Output.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
+}
+
+// Complete builds the clients from the factory.
+func (o *InstallStatusOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
 }
 
 // Run prints the status; it exits 1 (silently, after the table) when a
@@ -308,17 +335,14 @@ func (o *InstallStatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	in := &install.Installer{Getter: o.factory.RESTClientGetter(), Kube: clients.Kube, Dynamic: clients.Dynamic, Host: clients.Config.Host}
 	rows, err := in.Status(ctx, p, o.Platform)
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		if err := PrintStructured(o.streams.Out, o.Output, rows); err != nil {
+	if !o.Output.Table() {
+		if err := o.Output.Print(o.streams.Out, rows); err != nil {
 			return err
 		}
 	} else if err := printStatusTable(o.streams.Out, rows); err != nil {
@@ -362,15 +386,16 @@ type UninstallOptions struct {
 	Force     bool
 	PurgeCRDs bool
 	Yes       bool
-	Output    string
+	Output    OutputFlags
 
-	factory *kube.Factory
+	clients *kube.Clients
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdUninstall builds `kubectl ambient uninstall`.
-func NewCmdUninstall(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &UninstallOptions{Output: OutputTable, factory: f, streams: streams}
+func NewCmdUninstall(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &UninstallOptions{Output: NewOutputFlags(), factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove the ambient profile's releases in reverse order (ztunnel, cni, istiod, base), keeping CRDs",
@@ -383,7 +408,10 @@ resources it will delete and asks first (unless --yes).`,
   kubectl ambient uninstall --purge-crds --yes`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := ValidateOutput(o.Output); err != nil {
+			if err := o.Output.Validate(); err != nil {
+				return err
+			}
+			if err := o.Complete(); err != nil {
 				return err
 			}
 			return o.Run(c.Context())
@@ -392,8 +420,15 @@ resources it will delete and asks first (unless --yes).`,
 	cmd.Flags().BoolVar(&o.Force, "force", false, "uninstall even while namespaces are enrolled in ambient")
 	cmd.Flags().BoolVar(&o.PurgeCRDs, "purge-crds", false, "also delete Istio's CRDs, and with them every Istio resource in the cluster")
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "do not ask before --purge-crds")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	return cmd
+}
+
+// Complete builds the clients from the factory.
+func (o *UninstallOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
 }
 
 // Run uninstalls.
@@ -402,10 +437,7 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	in := &install.Installer{Getter: o.factory.RESTClientGetter(), Kube: clients.Kube, Dynamic: clients.Dynamic, Host: clients.Config.Host,
 		Progress: install.NewProgress(o.streams.ErrOut)}
 	reader := bufio.NewReader(o.streams.In)
@@ -427,8 +459,8 @@ func (o *UninstallOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, res)
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, res)
 	}
 	_, _ = fmt.Fprintf(o.streams.Out, "removed: %s\n", dash(strings.Join(res.Removed, ", ")))
 	if len(res.NotInstalled) > 0 {

@@ -21,12 +21,13 @@ type PrecheckOptions struct {
 	Platform     string
 	Enroll       []string
 
-	factory *kube.Factory
+	clients *kube.Clients
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdPrecheck builds `kubectl ambient precheck`.
-func NewCmdPrecheck(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdPrecheck(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &PrecheckOptions{
 		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: meshchecks.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
 	}
@@ -59,10 +60,13 @@ The exit code is 1 when any check fails with an error (or a warning, with
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
-	o.bind(cmd.Flags(), "namespace istiod, istio-cni and ztunnel will be installed into")
+	o.bind(cmd, "namespace istiod, istio-cni and ztunnel will be installed into")
 	cmd.Flags().StringVar(&o.IstioVersion, "istio-version", o.IstioVersion, "Istio release to be installed (1.28 or 1.28.1)")
 	cmd.Flags().StringVar(&o.Platform, "platform", o.Platform, "platform: auto or one of "+strings.Join(platform.Known, ", "))
 	cmd.Flags().StringSliceVar(&o.Enroll, "enroll", nil, "namespaces to be enrolled, for the NetworkPolicy check (-n adds one); default: the namespaces labelled for ambient or sidecar injection")
@@ -97,12 +101,16 @@ func minorOf(v string) string {
 	return parts[0] + "." + parts[1]
 }
 
+// Complete builds the clients from the factory.
+func (o *PrecheckOptions) Complete() error {
+	c, err := checkClients(o.factory)
+	o.clients = c
+	return err
+}
+
 // Run runs the prechecks and prints them.
 func (o *PrecheckOptions) Run(ctx context.Context) error {
-	clients, err := checkClients(o.factory)
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	enroll := append([]string(nil), o.Enroll...)
 	if ns, explicit, err := o.factory.Namespace(); err == nil && explicit && !slices.Contains(enroll, ns) {
 		enroll = append(enroll, ns)

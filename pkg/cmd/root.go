@@ -1,7 +1,9 @@
 // Package cmd holds the cobra commands of kubectl-ambient: one file per verb,
-// each an Options struct with Complete, Validate and Run. Commands turn flags
-// into typed configuration and call the library packages; they make no
-// cluster calls of their own beyond building clients through pkg/kube.
+// each an XOptions struct (flags, IOStreams) with Validate, Complete (clients
+// from the kube.Factory interface) and Run, which makes one library call and
+// prints the report through OutputFlags. version and install/upgrade build
+// their clients inside Run, only when they reach the cluster (--client and
+// --dry-run never do). Commands make no API calls of their own.
 package cmd
 
 import (
@@ -15,7 +17,12 @@ import (
 // NewRootCmd builds the whole command tree.
 func NewRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
 	flags := genericclioptions.NewConfigFlags(true)
-	f := kube.NewFactory(flags)
+	return newRootCmd(flags, kube.NewFactory(flags), streams)
+}
+
+// newRootCmd builds the tree on factory f; flags are registered for parsing
+// (tests pass a fake f, and the flags then only parse).
+func newRootCmd(flags *genericclioptions.ConfigFlags, f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 
 	root := &cobra.Command{
 		Use:   "kubectl-ambient",
@@ -39,6 +46,9 @@ the wire as HBONE mutual TLS, and watch ztunnel health node by node.`,
 		SilenceUsage:  true,
 	}
 	flags.AddFlags(root.PersistentFlags())
+	var logs logFlags
+	logs.bind(root.PersistentFlags())
+	root.PersistentPreRun = func(*cobra.Command, []string) { logs.apply(streams.ErrOut) }
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return UsageError{Err: err}
 	})

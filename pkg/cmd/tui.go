@@ -20,12 +20,13 @@ import (
 type TUIOptions struct {
 	Watch ztunnelWatchFlags
 
-	factory *kube.Factory
+	clients *kube.Clients
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
 // NewCmdTUI builds `kubectl ambient tui`.
-func NewCmdTUI(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdTUI(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &TUIOptions{factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "tui",
@@ -50,8 +51,14 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 				return err
 			}
 			if !isTerminal(o.streams.Out) {
-				s := &StatusOptions{Output: OutputTable, Once: true, Window: o.Watch.Interval, Timeout: time.Minute, Watch: o.Watch, factory: o.factory, streams: o.streams}
+				s := &StatusOptions{Output: NewOutputFlags(), Once: true, Window: o.Watch.Interval, Timeout: time.Minute, Watch: o.Watch, factory: o.factory, streams: o.streams}
+				if err := s.Complete(); err != nil {
+					return err
+				}
 				return s.Run(c.Context())
+			}
+			if err := o.Complete(); err != nil {
+				return err
 			}
 			return o.Run(c.Context())
 		},
@@ -60,22 +67,22 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 	return cmd
 }
 
+// Complete builds the clients from the factory.
+func (o *TUIOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
 // Run starts the watcher and the Bubble Tea program until the user quits.
 func (o *TUIOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
-		return err
-	}
+	clients := o.clients
 	// client-go logs watch retries to stderr through klog; on the TUI's
 	// screen they would tear the frame. The TUI shows the connection state.
 	klog.SetLogger(logr.Discard())
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	limitMemory()
-	clients, err = watchClients(clients)
-	if err != nil {
-		return err
-	}
 	cfg := o.Watch.config(o.factory, clients)
 	w := collector.New(clients.Kube, cfg)
 	go func() { _ = w.Run(ctx) }()

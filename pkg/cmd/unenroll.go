@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
@@ -21,16 +20,17 @@ type UnenrollOptions struct {
 	Selector string
 	All      bool
 	Workers  int
-	Output   string
+	Output   OutputFlags
 	DryRun   bool
 
 	selector labels.Selector
-	factory  *kube.Factory
+	clients  *kube.Clients
+	factory  kube.Factory
 	streams  genericiooptions.IOStreams
 }
 
 // NewCmdUnenroll builds `kubectl ambient unenroll`.
-func NewCmdUnenroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdUnenroll(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unenroll",
 		Short: "Take namespaces out of ambient mode, restoring their journaled labels",
@@ -41,7 +41,7 @@ func NewCmdUnenroll(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.
 			return UsageError{Err: errors.New("name what to unenroll: kubectl ambient unenroll namespace NS")}
 		},
 	}
-	o := &UnenrollOptions{Output: OutputTable, Workers: 32, factory: f, streams: streams}
+	o := &UnenrollOptions{Output: NewOutputFlags(), Workers: 32, factory: f, streams: streams}
 	ns := &cobra.Command{
 		Use:     "namespace [NS...]",
 		Aliases: []string{"namespaces", "ns"},
@@ -60,6 +60,9 @@ workloads next roll out; captured pods are released by istio-cni at once.`,
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if err := o.Complete(); err != nil {
+				return err
+			}
 			return o.Run(c.Context())
 		},
 	}
@@ -67,14 +70,14 @@ workloads next roll out; captured pods are released by istio-cni at once.`,
 	ns.Flags().BoolVar(&o.All, "all", false, "unenroll every namespace that is enrolled or carries a journal")
 	ns.Flags().IntVar(&o.Workers, "workers", o.Workers, "namespaces patched concurrently")
 	ns.Flags().BoolVar(&o.DryRun, "dry-run", false, "show the label changes each namespace would get; the API server validates them and stores nothing")
-	ns.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(ns)
 	cmd.AddCommand(ns)
 	return cmd
 }
 
 // Validate checks flags and arguments.
 func (o *UnenrollOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if len(o.Names) == 0 && o.Selector == "" && !o.All {
@@ -85,76 +88,37 @@ func (o *UnenrollOptions) Validate() error {
 	return err
 }
 
-// Run resolves the namespaces, checks permissions, then restores each.
+// Complete builds the clients from the factory.
+func (o *UnenrollOptions) Complete() error {
+	c, err := o.factory.Clients()
+	o.clients = c
+	return err
+}
+
+// Run unenrolls (migrate.UnenrollNamespaces) and prints each namespace's result.
 func (o *UnenrollOptions) Run(ctx context.Context) error {
-	clients, err := o.factory.Clients()
-	if err != nil {
+	rep, err := migrate.UnenrollNamespaces(ctx, o.clients, migrate.UnenrollConfig{
+		Selection: migrate.UnenrollSelection{Names: o.Names, Selector: o.selector, All: o.All},
+		Workers:   o.Workers, DryRun: o.DryRun,
+	})
+	if rep == nil {
 		return err
 	}
-	list, err := clients.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return kube.Unreachable(clients.Config.Host, fmt.Errorf("list namespaces: %w", err))
-	}
-	exists := map[string]bool{}
-	for _, n := range list.Items {
-		exists[n.Name] = true
-	}
-	chosen := map[string]bool{}
-	var names, missing []string
-	for _, n := range o.Names {
-		if !exists[n] {
-			missing = append(missing, n)
-			continue
-		}
-		if !chosen[n] {
-			chosen[n] = true
-			names = append(names, n)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("unenroll namespace %s: %w; list namespaces with kubectl get ns", joinNames(missing), migrate.ErrNotFound)
-	}
-	for _, n := range list.Items {
-		_, journal := n.Annotations[migrate.AnnotationJournal]
-		enrolled := n.Labels[migrate.LabelDataplaneMode] == migrate.DataplaneAmbient
-		match := (o.selector != nil && o.selector.Matches(labels.Set(n.Labels))) || (o.All && (journal || enrolled))
-		if match && !chosen[n.Name] {
-			chosen[n.Name] = true
-			names = append(names, n.Name)
-		}
-	}
-	if len(names) == 0 {
+	if len(rep.Namespaces) == 0 {
 		fmt.Fprintln(o.streams.ErrOut, "no namespace matched; nothing to do")
 		return nil
 	}
-	if err := migrate.CheckAccess(ctx, clients.Kube, []migrate.Access{{Verb: "get", Resource: "namespaces"}, {Verb: "patch", Resource: "namespaces"}}); err != nil {
-		return err
-	}
-	gvr := gatewayGVR(clients)
-	results, err := migrate.Unenroll(ctx, clients.Kube, clients.Dynamic, names, migrate.UnenrollOptions{Workers: o.Workers, GatewayGVR: gvr, DryRun: o.DryRun})
-	if o.Output != OutputTable {
-		if perr := PrintStructured(o.streams.Out, o.Output, map[string]any{"results": results}); perr != nil {
-			return perr
-		}
-	} else {
-		printResults(o.streams.Out, results)
+	if perr := o.Output.Print(o.streams.Out, resultsTable{rep}); perr != nil {
+		return perr
 	}
 	return err
 }
 
-// gatewayGVR finds the served Gateway API version, or returns the zero value.
-func gatewayGVR(c *kube.Clients) schema.GroupVersionResource {
-	groups, err := c.Discovery.ServerGroups()
-	if err != nil {
-		return schema.GroupVersionResource{}
-	}
-	for _, g := range groups.Groups {
-		if g.Name == "gateway.networking.k8s.io" {
-			gv, err := schema.ParseGroupVersion(g.PreferredVersion.GroupVersion)
-			if err == nil {
-				return gv.WithResource("gateways")
-			}
-		}
-	}
-	return schema.GroupVersionResource{}
+// resultsTable prints unenroll results as enroll prints its own.
+type resultsTable struct{ *migrate.UnenrollReport }
+
+// PrintTable writes one row per namespace.
+func (r resultsTable) PrintTable(w io.Writer) error {
+	printResults(w, r.Results)
+	return nil
 }

@@ -34,7 +34,7 @@ type VerifyMTLSOptions struct {
 	Write      string
 	Cleanup    bool
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 	// now decides which certificates expire soon; tests fix it.
 	now func() time.Time
@@ -46,7 +46,7 @@ type VerifyMTLSOptions struct {
 }
 
 // NewCmdVerifyMTLS builds `kubectl ambient verify-mtls`.
-func NewCmdVerifyMTLS(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdVerifyMTLS(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &VerifyMTLSOptions{Output: OutputTable, Timeout: 30 * time.Second, factory: f, streams: streams, now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "verify-mtls [--pcap FILE | -n NAMESPACE [--from W --to W] [--duration 10s]]",

@@ -24,13 +24,13 @@ type VerifyMTLSScenarioOptions struct {
 	Output  string
 	Cleanup bool
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 	clients *kube.Clients // set by Complete
 }
 
 // NewCmdVerifyMTLSScenario builds `kubectl ambient verify-mtls scenario`.
-func NewCmdVerifyMTLSScenario(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+func NewCmdVerifyMTLSScenario(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &VerifyMTLSScenarioOptions{
 		Options: scenario.Options{
 			ClientImage: scenario.DefaultClientImage, ClientCommand: scenario.DefaultClientCommand,

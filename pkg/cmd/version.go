@@ -3,25 +3,23 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/install"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/version"
 )
 
 // VersionOptions holds the flags of `kubectl ambient version`.
 type VersionOptions struct {
-	Output     string
+	Output     OutputFlags
 	ClientOnly bool
 	Timeout    time.Duration
 
-	factory *kube.Factory
+	factory kube.Factory
 	streams genericiooptions.IOStreams
 }
 
@@ -41,8 +39,8 @@ type ServerInfo struct {
 }
 
 // NewCmdVersion builds `kubectl ambient version`.
-func NewCmdVersion(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &VersionOptions{Output: OutputTable, Timeout: 5 * time.Second, factory: f, streams: streams}
+func NewCmdVersion(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &VersionOptions{Output: NewOutputFlags(), Timeout: 5 * time.Second, factory: f, streams: streams}
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the client version, and the cluster's Kubernetes and Istio versions when reachable",
@@ -57,14 +55,14 @@ func NewCmdVersion(f *kube.Factory, streams genericiooptions.IOStreams) *cobra.C
 			return o.Run(c.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
 	cmd.Flags().BoolVar(&o.ClientOnly, "client", false, "print only the client version; do not contact the cluster")
 	cmd.Flags().DurationVar(&o.Timeout, "request-timeout-server", o.Timeout, "how long to wait for the cluster before printing the client version alone")
 	return cmd
 }
 
 // Validate checks the flags.
-func (o *VersionOptions) Validate() error { return ValidateOutput(o.Output) }
+func (o *VersionOptions) Validate() error { return o.Output.Validate() }
 
 // Run prints the versions. An unreachable cluster is reported, not fatal.
 func (o *VersionOptions) Run(ctx context.Context) error {
@@ -77,8 +75,8 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 			rep.Server = srv
 		}
 	}
-	if o.Output != OutputTable {
-		return PrintStructured(o.streams.Out, o.Output, rep)
+	if !o.Output.Table() {
+		return o.Output.Print(o.streams.Out, rep)
 	}
 	fmt.Fprintf(o.streams.Out, "Client Version: %s (commit %s, %s, %s)\n", rep.Client.Version, rep.Client.Commit, rep.Client.GoVersion, rep.Client.Platform)
 	switch {
@@ -109,31 +107,8 @@ func (o *VersionOptions) server(ctx context.Context) (*ServerInfo, error) {
 	srv := &ServerInfo{Kubernetes: info.GitVersion, Host: clients.Config.Host}
 	// istiod's version is the tag of its image; labels may be missing on
 	// hand-made installs. Any error here just leaves Istio unknown.
-	deps, err := clients.Kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
-	if err == nil {
-		srv.Istio = istioVersion(deps.Items)
+	if v, err := install.IstiodVersion(ctx, clients.Kube); err == nil {
+		srv.Istio = v
 	}
 	return srv, nil
-}
-
-// istioVersion returns the istiod versions found, comma-separated per revision.
-func istioVersion(deps []appsv1.Deployment) string {
-	var out []string
-	for _, d := range deps {
-		v := d.Labels["app.kubernetes.io/version"]
-		if v == "" && len(d.Spec.Template.Spec.Containers) > 0 {
-			img := d.Spec.Template.Spec.Containers[0].Image
-			if i := strings.LastIndex(img, ":"); i >= 0 && !strings.Contains(img[i:], "/") {
-				v = img[i+1:]
-			}
-		}
-		if v == "" {
-			continue
-		}
-		if rev := d.Labels["istio.io/rev"]; rev != "" && rev != "default" {
-			v += " (revision " + rev + ")"
-		}
-		out = append(out, v)
-	}
-	return strings.Join(out, ", ")
 }

@@ -2,14 +2,13 @@ package install
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/releaseutil"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
@@ -55,25 +54,9 @@ func RenderAll(w io.Writer, steps []Step) error {
 	return nil
 }
 
-// access is one permission the install needs.
-type access struct {
-	verb, group, resource, namespace, why string
-}
-
-func (a access) String() string {
-	res := a.resource
-	if a.group != "" {
-		res += "." + a.group
-	}
-	where := "cluster-wide"
-	if a.namespace != "" {
-		where = "in namespace " + a.namespace
-	}
-	return fmt.Sprintf("%s %s %s", a.verb, res, where)
-}
-
-// ErrForbidden is returned (wrapped) when the identity lacks a permission.
-var ErrForbidden = fmt.Errorf("permission denied")
+// ErrForbidden is returned (wrapped) when the identity lacks a permission;
+// it is kube.ErrForbidden.
+var ErrForbidden = kube.ErrForbidden
 
 // checkAccess asks the API server (SelfSubjectAccessReview) whether the
 // current identity may do what the steps need, so a restricted user gets one
@@ -83,19 +66,13 @@ func (in *Installer) checkAccess(ctx context.Context, steps []Step) error {
 	if err != nil {
 		return fmt.Errorf("build REST mapper: %w", err)
 	}
-	seen := map[access]bool{}
-	var need []access
-	add := func(a access) {
-		k := a
-		k.why = ""
-		if !seen[k] {
-			seen[k] = true
-			need = append(need, a)
-		}
-	}
+	// Helm stores releases as Secrets; the rest is what the charts create.
+	// kube.Require asks each distinct permission once.
+	var need []kube.Permission
+	add := func(p kube.Permission) { need = append(need, p) }
 	for _, st := range steps {
-		add(access{"list", "", "secrets", st.Namespace, "Helm stores releases as Secrets"})
-		add(access{"create", "", "secrets", st.Namespace, "Helm stores releases as Secrets"})
+		add(kube.Permission{Verb: "list", Resource: "secrets", Namespace: st.Namespace})
+		add(kube.Permission{Verb: "create", Resource: "secrets", Namespace: st.Namespace})
 		m, err := Render(st)
 		if err != nil {
 			return fmt.Errorf("%w; nothing was applied", err)
@@ -126,27 +103,17 @@ func (in *Installer) checkAccess(ctx context.Context, steps []Step) error {
 					ns = st.Namespace
 				}
 			}
-			add(access{"create", mp.Resource.Group, mp.Resource.Resource, ns, st.Chart.Metadata.Name})
+			add(kube.Permission{Verb: "create", Group: mp.Resource.Group, Resource: mp.Resource.Resource, Namespace: ns})
 		}
 	}
-	attrs := make([]authorizationv1.ResourceAttributes, len(need))
-	for i, a := range need {
-		attrs[i] = authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace}
-	}
-	allowed, err := kube.Allowed(ctx, in.Kube, attrs)
-	if err != nil {
-		return in.clusterErr(fmt.Errorf("check permissions: %w", err))
-	}
-	var missing []string
-	for i, ok := range allowed {
-		if !ok {
-			missing = append(missing, need[i].String())
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
+	err = kube.Require(ctx, in.Kube, need)
+	var fe *kube.ForbiddenError
+	if errors.As(err, &fe) {
 		return fmt.Errorf("%w: the current identity cannot %s; installing Istio needs cluster-admin-like rights: ask a cluster admin, or use an admin --context",
-			ErrForbidden, strings.Join(missing, ", cannot "))
+			ErrForbidden, strings.Join(fe.Strings(), ", cannot "))
+	}
+	if err != nil {
+		return in.clusterErr(err)
 	}
 	return nil
 }

@@ -30,6 +30,18 @@ import (
 // name, or not at the version asked for.
 var ErrChartNotFound = errors.New("chart not found")
 
+// ErrVersionNotFound is returned (wrapped, together with ErrChartNotFound)
+// when the chart exists but not at the version asked for.
+var ErrVersionNotFound = errors.New("chart version not found")
+
+// ErrBadRepository is returned (wrapped) for a chart repository that is not
+// an http(s):// or oci:// URL.
+var ErrBadRepository = errors.New("not an http(s):// or oci:// URL")
+
+// ErrRepositoryIndex is returned (wrapped) when a chart repository's index
+// cannot be downloaded.
+var ErrRepositoryIndex = errors.New("chart repository index unavailable")
+
 // Source is where charts come from: a Helm repository over HTTP, an OCI
 // registry, or local directories and .tgz files.
 type Source interface {
@@ -56,7 +68,7 @@ func NewSource(repoURL string, chartPaths []string, cacheDir string) (Source, er
 	}
 	u, err := url.Parse(repoURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("chart repository %q is not an http(s):// or oci:// URL; pass --repo URL or --charts DIR", repoURL)
+		return nil, fmt.Errorf("chart repository %q: %w", repoURL, ErrBadRepository)
 	}
 	return &RepoSource{URL: strings.TrimSuffix(repoURL, "/"), CacheDir: cacheDir}, nil
 }
@@ -80,10 +92,10 @@ func sortVersions(vs []string) []string {
 
 func versionNotFound(src Source, name, version string, have []string) error {
 	if len(have) == 0 {
-		return fmt.Errorf("%w: no chart %q in %s; check --repo/--charts", ErrChartNotFound, name, src)
+		return fmt.Errorf("%w: no chart %q in %s", ErrChartNotFound, name, src)
 	}
-	return fmt.Errorf("%w: chart %s version %s is not in %s; versions available: %s; pass one with --version",
-		ErrChartNotFound, name, version, src, strings.Join(have, ", "))
+	return fmt.Errorf("%w: chart %s version %s is not in %s; versions available: %s%w",
+		ErrChartNotFound, name, version, src, strings.Join(have, ", "), silent{ErrVersionNotFound})
 }
 
 // LocalSource finds charts in directories (any depth, by the name in each
@@ -105,7 +117,7 @@ func NewLocalSource(paths ...string) (*LocalSource, error) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("--charts %s: %w", p, err)
+			return nil, fmt.Errorf("chart path %s: %w", p, err)
 		}
 		if !st.IsDir() {
 			if err := s.addArchive(p); err != nil {
@@ -142,7 +154,7 @@ func NewLocalSource(paths ...string) (*LocalSource, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("--charts %s: %w", p, err)
+			return nil, fmt.Errorf("chart path %s: %w", p, err)
 		}
 	}
 	return s, nil
@@ -253,7 +265,7 @@ func (s *RepoSource) loadIndex(ctx context.Context) (*repo.IndexFile, error) {
 	s.once.Do(func() {
 		body, err := s.get(ctx, s.URL+"/index.yaml")
 		if err != nil {
-			s.err = fmt.Errorf("download the index of chart repository %s: %w; check --repo or use --charts DIR offline", s.URL, err)
+			s.err = fmt.Errorf("%w: download the index of chart repository %s: %w", ErrRepositoryIndex, s.URL, err)
 			return
 		}
 		dir := s.CacheDir
@@ -441,3 +453,9 @@ func (s *OCISource) Load(_ context.Context, name, version string) (*chart.Chart,
 	}
 	return loader.LoadArchive(bytes.NewReader(res.Chart.Data))
 }
+
+// silent wraps a sentinel for errors.Is without adding to the message.
+type silent struct{ err error }
+
+func (s silent) Error() string { return "" }
+func (s silent) Unwrap() error { return s.err }

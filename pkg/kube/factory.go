@@ -42,14 +42,34 @@ const (
 	DefaultTimeout time.Duration = 30 * time.Second
 )
 
-// Factory builds clients from kubectl's standard connection flags.
-type Factory struct {
+// Factory is what commands need from the cluster connection: the REST
+// configuration, the client bundle, the namespace from -n or the kubeconfig,
+// the getter Helm initialises from, and the kubeconfig context's name.
+// ConfigFactory implements it from kubectl's flags; tests use the fake in
+// internal/testing/kubefake.
+type Factory interface {
+	// RESTConfig returns the client configuration, or an ErrNoCluster error.
+	RESTConfig() (*rest.Config, error)
+	// Clients builds typed, dynamic and discovery clients.
+	Clients() (*Clients, error)
+	// Namespace returns the namespace from -n or the kubeconfig context, and
+	// whether it was set explicitly.
+	Namespace() (string, bool, error)
+	// RESTClientGetter returns the getter Helm's action.Configuration.Init takes.
+	RESTClientGetter() genericclioptions.RESTClientGetter
+	// ContextName names the kubeconfig context in use (--context, else the
+	// current context), or "" when there is none.
+	ContextName() string
+}
+
+// ConfigFactory builds clients from kubectl's standard connection flags.
+type ConfigFactory struct {
 	flags *genericclioptions.ConfigFlags
 }
 
 // NewFactory wraps flags (normally bound to the root command's persistent
 // flags) so every client it builds uses the CLI settings above.
-func NewFactory(flags *genericclioptions.ConfigFlags) *Factory {
+func NewFactory(flags *genericclioptions.ConfigFlags) *ConfigFactory {
 	prev := flags.WrapConfigFn
 	flags.WrapConfigFn = func(c *rest.Config) *rest.Config {
 		if prev != nil {
@@ -62,19 +82,32 @@ func NewFactory(flags *genericclioptions.ConfigFlags) *Factory {
 		}
 		return c
 	}
-	return &Factory{flags: flags}
+	return &ConfigFactory{flags: flags}
 }
 
 // Flags returns the connection flags, for callers (Helm) that need a
 // genericclioptions.RESTClientGetter. ConfigFlags implements it.
-func (f *Factory) Flags() *genericclioptions.ConfigFlags { return f.flags }
+func (f *ConfigFactory) Flags() *genericclioptions.ConfigFlags { return f.flags }
 
 // RESTClientGetter returns the getter Helm's action.Configuration.Init takes.
-func (f *Factory) RESTClientGetter() genericclioptions.RESTClientGetter { return f.flags }
+func (f *ConfigFactory) RESTClientGetter() genericclioptions.RESTClientGetter { return f.flags }
+
+// ContextName returns --context when given, else the kubeconfig's current context.
+func (f *ConfigFactory) ContextName() string {
+	if c := f.flags.Context; c != nil && *c != "" {
+		return *c
+	}
+	if raw, err := f.flags.ToRawKubeConfigLoader().RawConfig(); err == nil {
+		return raw.CurrentContext
+	}
+	return ""
+}
+
+var _ Factory = (*ConfigFactory)(nil)
 
 // whyNoClusters says where the kubeconfig was looked for when none of the
 // files read defines a cluster.
-func (f *Factory) whyNoClusters() string {
+func (f *ConfigFactory) whyNoClusters() string {
 	describe := func(path string) string {
 		switch st, err := os.Stat(path); { //nolint:gosec // G703: the user named this file (flag or KUBECONFIG); only its existence is reported
 		case err != nil:
@@ -102,7 +135,7 @@ func (f *Factory) whyNoClusters() string {
 
 // RESTConfig returns the client configuration, or a clear error when there is
 // no usable kubeconfig.
-func (f *Factory) RESTConfig() (*rest.Config, error) {
+func (f *ConfigFactory) RESTConfig() (*rest.Config, error) {
 	// With no kubeconfig at all client-go falls back to http://localhost:8080,
 	// which then fails as "connection refused": say what is really missing.
 	// (In a pod, client-go uses the in-cluster configuration instead.)
@@ -122,7 +155,7 @@ func (f *Factory) RESTConfig() (*rest.Config, error) {
 
 // Namespace returns the namespace from -n or the kubeconfig context, and
 // whether it was set explicitly.
-func (f *Factory) Namespace() (string, bool, error) {
+func (f *ConfigFactory) Namespace() (string, bool, error) {
 	return f.flags.ToRawKubeConfigLoader().Namespace()
 }
 
@@ -135,7 +168,7 @@ type Clients struct {
 }
 
 // Clients builds typed, dynamic and discovery clients.
-func (f *Factory) Clients() (*Clients, error) {
+func (f *ConfigFactory) Clients() (*Clients, error) {
 	cfg, err := f.RESTConfig()
 	if err != nil {
 		return nil, err
@@ -170,6 +203,11 @@ func NewClients(cfg *rest.Config) (*Clients, error) {
 // into one actionable line.
 func ServerVersion(ctx context.Context, c *Clients) (*version.Info, error) {
 	rc := c.Kube.Discovery().RESTClient()
+	if rc == nil {
+		// A discovery client without REST (the fake in command tests).
+		info, err := c.Kube.Discovery().ServerVersion()
+		return info, Unreachable(c.Config.Host, err)
+	}
 	body, err := rc.Get().AbsPath("/version").Timeout(10 * time.Second).Do(ctx).Raw()
 	if err != nil {
 		return nil, Unreachable(c.Config.Host, err)

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,89 +94,27 @@ type Result struct {
 }
 
 // Access is one permission a run needs.
-type Access struct {
-	Verb, Group, Resource, Subresource, Namespace string
-}
+type Access = kube.Permission
 
-func (a Access) String() string {
-	r := a.Resource
-	if a.Group != "" {
-		r += "." + a.Group
-	}
-	if a.Subresource != "" {
-		r += "/" + a.Subresource
-	}
-	where := "cluster-wide"
-	if a.Namespace != "" {
-		where = "in namespace " + a.Namespace
-	}
-	return fmt.Sprintf("%s %s %s", a.Verb, r, where)
-}
+// ErrNoGatewayAPI marks a plan that creates a waypoint on a cluster without
+// the Gateway API CRDs.
+var ErrNoGatewayAPI = errors.New("a waypoint needs the Gateway API CRDs, which are not installed")
 
-// ErrForbidden marks a missing permission found before any write.
-var ErrForbidden = errors.New("permission denied")
+// ErrForbidden marks a missing permission found before any write; it is
+// kube.ErrForbidden.
+var ErrForbidden = kube.ErrForbidden
 
-// CheckAccess asks the API server (SelfSubjectAccessReview) whether the
-// current identity holds every permission; it returns one error naming all
-// that are missing. Namespaced permissions are asked cluster-wide first and
-// per namespace only when that is denied.
+// CheckAccess asks the API server whether the current identity holds every
+// permission (kube.Require); it returns one error naming all that are
+// missing (at most four, then a count).
 func CheckAccess(ctx context.Context, kc kubernetes.Interface, need []Access) error {
-	attr := func(a Access) authv1.ResourceAttributes {
-		return authv1.ResourceAttributes{Verb: a.Verb, Group: a.Group, Resource: a.Resource, Subresource: a.Subresource, Namespace: a.Namespace}
+	err := kube.Require(ctx, kc, need)
+	var fe *kube.ForbiddenError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%w: the current identity may not %s; nothing was changed; ask a cluster admin for these permissions or use another context",
+			ErrForbidden, listShort(fe.Strings(), 4))
 	}
-	// Group namespaced needs so one cluster-wide question can answer many.
-	type key struct{ Verb, Group, Resource, Subresource string }
-	perNS := map[key][]string{}
-	var order []key
-	for _, a := range need {
-		k := key{a.Verb, a.Group, a.Resource, a.Subresource}
-		if _, ok := perNS[k]; !ok {
-			order = append(order, k)
-		}
-		perNS[k] = append(perNS[k], a.Namespace)
-	}
-	wide := make([]authv1.ResourceAttributes, len(order))
-	for i, k := range order {
-		wide[i] = attr(Access{Verb: k.Verb, Group: k.Group, Resource: k.Resource, Subresource: k.Subresource})
-	}
-	allowed, err := kube.Allowed(ctx, kc, wide)
-	if err != nil {
-		return fmt.Errorf("check permissions: %w", err)
-	}
-	// Denied cluster-wide: ask in each namespace that needs it.
-	var missing []string
-	var narrow []Access
-	for i, k := range order {
-		if allowed[i] {
-			continue
-		}
-		for _, ns := range perNS[k] {
-			a := Access{Verb: k.Verb, Group: k.Group, Resource: k.Resource, Subresource: k.Subresource, Namespace: ns}
-			if ns == "" {
-				missing = append(missing, a.String())
-				continue
-			}
-			narrow = append(narrow, a)
-		}
-	}
-	attrs := make([]authv1.ResourceAttributes, len(narrow))
-	for i, a := range narrow {
-		attrs[i] = attr(a)
-	}
-	if allowed, err = kube.Allowed(ctx, kc, attrs); err != nil {
-		return fmt.Errorf("check permissions: %w", err)
-	}
-	for i, ok := range allowed {
-		if !ok {
-			missing = append(missing, narrow[i].String())
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return fmt.Errorf("%w: the current identity may not %s; nothing was changed; ask a cluster admin for these permissions or use another --context",
-			ErrForbidden, listShort(missing, 4))
-	}
-	return nil
+	return err
 }
 
 // EnrollAccess lists the permissions an enrollment of plan needs.
@@ -227,7 +163,7 @@ func Apply(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, p
 	}
 	for _, n := range plan.Namespaces {
 		if n.WaypointCreate != "" && plan.GatewayGVR.Resource == "" {
-			return nil, fmt.Errorf("enroll namespace %q: --waypoint needs the Gateway API CRDs, which are not installed; install them or drop --waypoint", n.Name)
+			return nil, fmt.Errorf("enroll namespace %q: %w", n.Name, ErrNoGatewayAPI)
 		}
 	}
 	results := make([]Result, len(plan.Namespaces))
