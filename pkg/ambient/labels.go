@@ -59,4 +59,9 @@ const (
 	CNIDaemonSet = "istio-cni-node"
 	// ZtunnelSelector selects ztunnel pods.
 	ZtunnelSelector = "app=ztunnel"
+	// IstiodSelector selects istiod Deployments (and their pods).
+	IstiodSelector = "app=istiod"
+	// LabelAppVersion is the recommended Kubernetes label Istio's charts set
+	// to the chart's version on their Deployments and DaemonSets.
+	LabelAppVersion = "app.kubernetes.io/version"
 )

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -114,7 +116,7 @@ type CheckRunFlags struct {
 }
 
 func defaultCheckRunFlags() CheckRunFlags {
-	return CheckRunFlags{Output: NewOutputFlags(), IstioNamespace: meshchecks.DefaultIstioNamespace, Timeout: 2 * time.Minute}
+	return CheckRunFlags{Output: NewOutputFlags(), IstioNamespace: ambient.IstioNamespace, Timeout: 2 * time.Minute}
 }
 
 // bind registers the shared flags; istioNSHelp describes --istio-namespace.

@@ -32,7 +32,8 @@ func TestCheckAndPrecheckValidate(t *testing.T) {
 			t.Errorf("%s: got %v, want a usage error", tc.name, tc.err)
 		}
 	}
-	if got := minorOf("v1.28.1"); got != "1.28" {
-		t.Errorf("minorOf = %q", got)
+	// "v1.28.1" names the minor 1.28: accepted (the parsing itself is tested in pkg/ambient).
+	if err := (&PrecheckOptions{CheckRunFlags: CheckRunFlags{Output: OutputFlags{Format: OutputTable}, IstioNamespace: "istio-system"}, Platform: "auto", IstioVersion: "v1.28.1"}).Validate(); err != nil {
+		t.Errorf("precheck --istio-version v1.28.1: %v", err)
 	}
 }

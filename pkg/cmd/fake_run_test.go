@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	"github.com/spf13/pflag"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -79,7 +81,7 @@ func TestFakeEnrollApplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Labels[migrate.LabelDataplaneMode] != migrate.DataplaneAmbient || got.Annotations[migrate.AnnotationJournal] == "" {
+	if got.Labels[ambient.LabelDataplaneMode] != ambient.DataplaneAmbient || got.Annotations[migrate.AnnotationJournal] == "" {
 		t.Errorf("namespace after enroll: labels %v annotations %v", got.Labels, got.Annotations)
 	}
 }
@@ -93,7 +95,7 @@ func TestFakeEnrollNoneMatchedNamesTheFlag(t *testing.T) {
 }
 
 func TestFakeUnenrollAll(t *testing.T) {
-	f := kubefake.New([]runtime.Object{ns("mesh", map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneAmbient}), ns("other", nil)}, nil).AllowAll()
+	f := kubefake.New([]runtime.Object{ns("mesh", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient}), ns("other", nil)}, nil).AllowAll()
 	out, errOut, err := runFake(t, f, "unenroll", "namespace", "--all", "-o", "json")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errOut)
@@ -103,7 +105,7 @@ func TestFakeUnenrollAll(t *testing.T) {
 		t.Fatalf("results = %+v (%v)\n%s", rep, err, out)
 	}
 	got, _ := f.Kube.CoreV1().Namespaces().Get(t.Context(), "mesh", metav1.GetOptions{})
-	if _, ok := got.Labels[migrate.LabelDataplaneMode]; ok {
+	if _, ok := got.Labels[ambient.LabelDataplaneMode]; ok {
 		t.Errorf("label still set: %v", got.Labels)
 	}
 	// Nothing matched: a note on stderr, success.
@@ -154,7 +156,7 @@ func TestFakeInstallAndUpgradeDryRun(t *testing.T) {
 }
 
 func TestFakeUninstallRefusesWhileEnrolled(t *testing.T) {
-	f := kubefake.New([]runtime.Object{ns("shop", map[string]string{migrate.LabelDataplaneMode: migrate.DataplaneAmbient})}, nil)
+	f := kubefake.New([]runtime.Object{ns("shop", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient})}, nil)
 	_, _, err := runFake(t, f, "uninstall")
 	if !errors.Is(err, install.ErrAmbientInUse) || !strings.Contains(err.Error(), "shop") {
 		t.Fatalf("err = %v, want ErrAmbientInUse naming shop", err)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -29,7 +31,7 @@ type PrecheckOptions struct {
 // NewCmdPrecheck builds `kubectl ambient precheck`.
 func NewCmdPrecheck(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &PrecheckOptions{
-		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: meshchecks.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
+		CheckRunFlags: defaultCheckRunFlags(), IstioVersion: ambient.DefaultIstioVersion, Platform: "auto", factory: f, streams: streams,
 	}
 	cmd := &cobra.Command{
 		Use:   "precheck",
@@ -81,24 +83,11 @@ func (o *PrecheckOptions) Validate() error {
 	if o.Platform != "auto" && !platform.IsKnown(o.Platform) {
 		return UsageError{fmt.Errorf("unknown --platform %q; use auto or one of %s", o.Platform, strings.Join(platform.Known, ", "))}
 	}
-	if _, ok := meshchecks.SupportTable[minorOf(o.IstioVersion)]; !ok {
-		known := make([]string, 0, len(meshchecks.SupportTable))
-		for k := range meshchecks.SupportTable {
-			known = append(known, k)
-		}
-		slices.Sort(known)
-		return UsageError{fmt.Errorf("unknown --istio-version %q; use one of %s", o.IstioVersion, strings.Join(known, ", "))}
+	minor, err := ambient.MinorOf(o.IstioVersion)
+	if _, ok := ambient.SupportTable[minor]; err != nil || !ok {
+		return UsageError{fmt.Errorf("unknown --istio-version %q; use one of %s", o.IstioVersion, ambient.KnownMinors())}
 	}
 	return nil
-}
-
-// minorOf turns "1.28.1" or "v1.28" into "1.28".
-func minorOf(v string) string {
-	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
-	if len(parts) < 2 {
-		return v
-	}
-	return parts[0] + "." + parts[1]
 }
 
 // Complete builds the clients from the factory.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -14,7 +16,7 @@ import (
 // in every namespace, comma-separated, with the revision when it is not the
 // default; "" when none is installed.
 func IstiodVersion(ctx context.Context, kc kubernetes.Interface) (string, error) {
-	deps, err := kc.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	deps, err := kc.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: ambient.IstiodSelector})
 	if err != nil {
 		return "", fmt.Errorf("list istiod deployments: %w", err)
 	}
@@ -26,17 +28,14 @@ func IstiodVersion(ctx context.Context, kc kubernetes.Interface) (string, error)
 func istiodVersions(deps []appsv1.Deployment) string {
 	var out []string
 	for _, d := range deps {
-		v := d.Labels["app.kubernetes.io/version"]
+		v := d.Labels[ambient.LabelAppVersion]
 		if v == "" && len(d.Spec.Template.Spec.Containers) > 0 {
-			img := d.Spec.Template.Spec.Containers[0].Image
-			if i := strings.LastIndex(img, ":"); i >= 0 && !strings.Contains(img[i:], "/") {
-				v = img[i+1:]
-			}
+			v = ambient.ImageTag(d.Spec.Template.Spec.Containers[0].Image)
 		}
 		if v == "" {
 			continue
 		}
-		if rev := d.Labels["istio.io/rev"]; rev != "" && rev != "default" {
+		if rev := d.Labels[ambient.LabelRev]; rev != "" && rev != "default" {
 			v += " (revision " + rev + ")"
 		}
 		out = append(out, v)

@@ -18,19 +18,6 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
-// Deprecated aliases of the ambient vocabulary, kept while pkg/cmd refers
-// to them.
-const (
-	// LabelDataplaneMode is ambient.LabelDataplaneMode.
-	//
-	// Deprecated: use ambient.LabelDataplaneMode.
-	LabelDataplaneMode = ambient.LabelDataplaneMode
-	// DataplaneAmbient is ambient.DataplaneAmbient.
-	//
-	// Deprecated: use ambient.DataplaneAmbient.
-	DataplaneAmbient = ambient.DataplaneAmbient
-)
-
 // Labels and annotations of this package's own (the Istio ones are in
 // package ambient).
 const (

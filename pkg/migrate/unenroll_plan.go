@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -111,7 +112,7 @@ func PlanUnenroll(namespaces []NamespaceInfo, sel UnenrollSelection) ([]string, 
 	}
 	for _, n := range namespaces {
 		_, journal := n.Annotations[AnnotationJournal]
-		enrolled := n.Labels[LabelDataplaneMode] == DataplaneAmbient
+		enrolled := n.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient
 		match := (sel.Selector != nil && sel.Selector.Matches(labels.Set(n.Labels))) || (sel.All && (journal || enrolled))
 		if match && !chosen[n.Name] {
 			chosen[n.Name] = true

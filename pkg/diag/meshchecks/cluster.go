@@ -31,11 +31,6 @@ import (
 // ten pages.
 const PageSize = 500
 
-// DefaultIstioNamespace is ambient.IstioNamespace.
-//
-// Deprecated: use ambient.IstioNamespace; kept while pkg/cmd refers to it.
-const DefaultIstioNamespace = ambient.IstioNamespace
-
 const (
 	ztunnelDaemonSet         = ambient.ZtunnelDaemonSet
 	cniDaemonSet             = ambient.CNIDaemonSet
@@ -114,7 +109,7 @@ func (c *Cluster) Prefetch(ctx context.Context) {
 // NewCluster returns a Cluster for one run.
 func NewCluster(kube kubernetes.Interface, dyn dynamic.Interface, istioNamespace, namespace string) *Cluster {
 	if istioNamespace == "" {
-		istioNamespace = DefaultIstioNamespace
+		istioNamespace = ambient.IstioNamespace
 	}
 	return &Cluster{Kube: kube, Dynamic: dyn, IstioNamespace: istioNamespace, Namespace: namespace}
 }
@@ -355,7 +350,7 @@ func (c *Cluster) AllDaemonSets(ctx context.Context) ([]appsv1.DaemonSet, error)
 // Istiods lists istiod Deployments (label app=istiod) in ns ("" for all).
 func (c *Cluster) Istiods(ctx context.Context, ns string) ([]appsv1.Deployment, error) {
 	return once(c, "istiod/"+ns, func() ([]appsv1.Deployment, error) {
-		items, err := pageAll(ctx, metav1.ListOptions{LabelSelector: "app=istiod"}, func(o metav1.ListOptions) ([]appsv1.Deployment, string, error) {
+		items, err := pageAll(ctx, metav1.ListOptions{LabelSelector: ambient.IstiodSelector}, func(o metav1.ListOptions) ([]appsv1.Deployment, string, error) {
 			l, err := c.Kube.AppsV1().Deployments(ns).List(ctx, o)
 			if err != nil {
 				return nil, "", err

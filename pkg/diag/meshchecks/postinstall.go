@@ -218,7 +218,7 @@ func deploymentsReady(deps []appsv1.Deployment) error {
 
 // deploymentVersion is the version label or the first container's image tag.
 func deploymentVersion(d *appsv1.Deployment) string {
-	if v := d.Labels["app.kubernetes.io/version"]; v != "" {
+	if v := d.Labels[ambient.LabelAppVersion]; v != "" {
 		return v
 	}
 	if len(d.Spec.Template.Spec.Containers) > 0 {
@@ -235,7 +235,7 @@ func daemonSetVersion(ds *appsv1.DaemonSet) string {
 			return t
 		}
 	}
-	return ds.Labels["app.kubernetes.io/version"]
+	return ds.Labels[ambient.LabelAppVersion]
 }
 
 func (h *healther) versionSkew(ctx context.Context) error {

@@ -75,7 +75,7 @@ var InstallPermissions = []Permission{
 // Precheck returns the checks of `kubectl ambient precheck`.
 func Precheck(c *Cluster, o PrecheckOptions) []checker.Check {
 	if o.IstioVersion == "" {
-		o.IstioVersion = DefaultIstioVersion
+		o.IstioVersion = ambient.DefaultIstioVersion
 	}
 	if o.Detect == nil {
 		o.Detect = platform.Detect

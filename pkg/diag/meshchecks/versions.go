@@ -7,16 +7,6 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
-// SupportTable is ambient.SupportTable.
-//
-// Deprecated: use ambient.SupportTable; kept while pkg/cmd refers to it.
-var SupportTable = ambient.SupportTable
-
-// DefaultIstioVersion is ambient.DefaultIstioVersion.
-//
-// Deprecated: use ambient.DefaultIstioVersion; kept while pkg/cmd refers to it.
-const DefaultIstioVersion = ambient.DefaultIstioVersion
-
 // supportFor looks an Istio version up in ambient.SupportTable, naming the
 // flag that picks another.
 func supportFor(istio string) (ambient.Support, string, error) {
