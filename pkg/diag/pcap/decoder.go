@@ -60,6 +60,32 @@ type Flow struct {
 	// ClientHellos and ServerHellos count the hellos seen (a retry makes two ClientHellos).
 	ClientHellos int `json:"clientHellos"`
 	ServerHellos int `json:"serverHellos"`
+	// ServerHello says a real (not HelloRetryRequest) ServerHello was
+	// captured; the Negotiated* fields, CipherSuite and KeyShareGroup come
+	// from it and are zero without it.
+	ServerHello bool `json:"serverHello"`
+	// NegotiatedVersion is the version the server selected (0x0304 for TLS
+	// 1.3, from supported_versions, else the legacy field).
+	NegotiatedVersion uint16 `json:"negotiatedVersion,omitempty"`
+	// CipherSuite is the suite the server selected (CipherSuiteName names it).
+	CipherSuite uint16 `json:"cipherSuite,omitempty"`
+	// KeyShareGroup is the key-exchange group of the server's key_share
+	// (GroupName names it, IsPostQuantum says whether it is hybrid PQ).
+	KeyShareGroup uint16 `json:"keyShareGroup,omitempty"`
+	// OfferedVersions, OfferedGroups (supported_groups) and OfferedKeyShares
+	// (groups the client sent a key share for) are what the ClientHello
+	// offered, GREASE values left out; ALPN and SNI above are offered too.
+	OfferedVersions  []uint16 `json:"offeredVersions,omitempty"`
+	OfferedGroups    []uint16 `json:"offeredGroups,omitempty"`
+	OfferedKeyShares []uint16 `json:"offeredKeyShares,omitempty"`
+	// Encap names the encapsulation the flow's packets were carried in: ""
+	// for none, else "vlan", "vxlan", "geneve", "gre", "erspan", "ipip" or
+	// "6in4", several layers (outermost first) joined with "+".
+	Encap string `json:"encap,omitempty"`
+	// Preamble names a plaintext opening before the TLS: "" for none, else
+	// "http-connect", "socks4", "socks5" or "starttls". Such a flow's TLS
+	// fields come from the TLS after the preamble.
+	Preamble string `json:"preamble,omitempty"`
 	// Evidence says what made a flow plaintext.
 	Evidence string `json:"evidence,omitempty"`
 	// Notes explain anything that weakens or qualifies the class.
