@@ -739,9 +739,19 @@ func classify(fl *Flow, c, s *half) {
 		}
 		fl.SNI = ch.sni
 		fl.TLSVersion = tlsVersionName(ch.version)
+		fl.OfferedVersions = ch.versions.list()
+		if len(fl.OfferedVersions) == 0 && ch.legacy != 0 {
+			fl.OfferedVersions = []uint16{ch.legacy}
+		}
+		fl.OfferedGroups = ch.groups.list()
+		fl.OfferedKeyShares = ch.keyShares.list()
 	}
 	if sh.seen && !sh.hrr {
 		fl.TLSVersion = tlsVersionName(sh.version)
+		fl.ServerHello = true
+		fl.NegotiatedVersion = sh.version
+		fl.CipherSuite = sh.cipher
+		fl.KeyShareGroup = sh.group
 	}
 	switch {
 	case c.kind == kindPlain:
@@ -797,6 +807,10 @@ func classify(fl *Flow, c, s *half) {
 	if ch.hasSNI {
 		hbone = false
 		fl.Notes = append(fl.Notes, "port 15008 but the ClientHello carries SNI")
+	}
+	if !fl.ServerHello {
+		// What the client offered proves nothing about what was agreed.
+		fl.Notes = append(fl.Notes, "no ServerHello captured: the handshake is not proven")
 	}
 	if c.lateHS > 0 || s.lateHS > 0 {
 		hbone = false

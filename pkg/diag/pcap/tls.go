@@ -1,6 +1,10 @@
 package pcap
 
-import "encoding/binary"
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+)
 
 // TLS wire constants (RFC 8446, RFC 5246).
 const (
@@ -14,8 +18,10 @@ const (
 	hsServerHello = 2
 
 	extServerName        = 0
+	extSupportedGroups   = 10
 	extALPN              = 16
 	extSupportedVersions = 43
+	extKeyShare          = 51
 
 	// maxRecordLen is the largest record body a peer may send: 2^14 plus the
 	// expansion TLS 1.2 allows (TLS 1.3 allows 256; 2048 covers both).
@@ -25,6 +31,9 @@ const (
 	// above any real hello and still a fixed cost per direction.
 	maxHandshakeBuf = 64 << 10
 	maxALPN         = 8
+	// maxOffered bounds the versions, groups and key shares kept from one
+	// ClientHello (fixed arrays: parsing a hello allocates nothing).
+	maxOffered = 16
 )
 
 // helloRetryRandom is the fixed ServerHello.random of a HelloRetryRequest
@@ -45,6 +54,35 @@ type hello struct {
 	nALPN     int
 	hasSNI    bool
 	hrr       bool // a HelloRetryRequest
+
+	cipher uint16 // ServerHello: the selected cipher suite
+	group  uint16 // ServerHello: the key_share group (HelloRetryRequest: the group asked for)
+
+	// ClientHello offers, GREASE left out, at most maxOffered each.
+	versions  offered
+	groups    offered
+	keyShares offered
+}
+
+// offered is a short fixed-size list of 16-bit code points.
+type offered struct {
+	v [maxOffered]uint16
+	n uint8
+}
+
+func (o *offered) add(v uint16) {
+	if int(o.n) < maxOffered && !isGREASE(v) {
+		o.v[o.n] = v
+		o.n++
+	}
+}
+
+// list returns a copy (nil when empty).
+func (o *offered) list() []uint16 {
+	if o.n == 0 {
+		return nil
+	}
+	return append([]uint16(nil), o.v[:o.n]...)
 }
 
 // tlsVersionName turns a wire version into "1.3" style text.
@@ -142,8 +180,8 @@ func parseServerHello(body []byte, h *hello, in *shared) {
 		h.hrr = true
 	}
 	r.bytes(int(r.u8())) // legacy_session_id_echo
-	r.u16()              // cipher_suite
-	r.u8()               // compression
+	h.cipher = r.u16()
+	r.u8() // compression
 	if len(r.b) == 0 && !r.short {
 		// No extensions: a TLS 1.2 or older ServerHello.
 		h.version = h.legacy
@@ -201,12 +239,38 @@ func parseExtensions(b []byte, h *hello, client bool, in *shared) {
 				list := reader{b: er.bytes(int(er.u8()))}
 				for len(list.b) >= 2 {
 					v := list.u16()
+					h.versions.add(v)
 					if !isGREASE(v) && v > h.version && v <= 0x0304 {
 						h.version = v
 					}
 				}
 			} else if v := er.u16(); !er.short {
 				h.version = v
+			}
+		case extSupportedGroups:
+			if client {
+				er := reader{b: data}
+				list := reader{b: er.bytes(int(er.u16()))}
+				for len(list.b) >= 2 {
+					h.groups.add(list.u16())
+				}
+			}
+		case extKeyShare:
+			er := reader{b: data}
+			if client {
+				// KeyShareClientHello: a list of (group, key_exchange).
+				list := reader{b: er.bytes(int(er.u16()))}
+				for len(list.b) >= 4 {
+					g := list.u16()
+					list.bytes(int(list.u16()))
+					if list.short {
+						break
+					}
+					h.keyShares.add(g)
+				}
+			} else if g := er.u16(); !er.short {
+				// KeyShareServerHello (or the selected_group of a retry request).
+				h.group = g
 			}
 		}
 	}
@@ -275,4 +339,57 @@ func (s *shared) putBuf(b []byte) {
 	if cap(b) <= maxPooledBuf && len(s.bufs) < 64 {
 		s.bufs = append(s.bufs, b[:0])
 	}
+}
+
+// CipherSuiteName names a TLS cipher suite by its IANA name
+// ("TLS_AES_256_GCM_SHA384"), or "0x1234" when it is not known; "" for 0.
+func CipherSuiteName(id uint16) string {
+	if id == 0 {
+		return ""
+	}
+	return tls.CipherSuiteName(id)
+}
+
+// groupNames names groups crypto/tls does not (pure ML-KEM, the Kyber
+// draft, finite-field groups).
+var groupNames = map[uint16]string{
+	0x0017: "secp256r1",
+	0x0018: "secp384r1",
+	0x0019: "secp521r1",
+	0x001d: "x25519",
+	0x001e: "x448",
+	0x0100: "ffdhe2048",
+	0x0101: "ffdhe3072",
+	0x0102: "ffdhe4096",
+	0x0103: "ffdhe6144",
+	0x0104: "ffdhe8192",
+	0x0200: "MLKEM512",
+	0x0201: "MLKEM768",
+	0x0202: "MLKEM1024",
+	0x11eb: "SecP256r1MLKEM768",
+	0x11ec: "X25519MLKEM768",
+	0x11ed: "SecP384r1MLKEM1024",
+	0x6399: "X25519Kyber768Draft00",
+}
+
+// GroupName names a key-exchange group by its IANA name ("x25519",
+// "X25519MLKEM768"), or "0x1234" when it is not known; "" for 0.
+func GroupName(id uint16) string {
+	if id == 0 {
+		return ""
+	}
+	if n, ok := groupNames[id]; ok {
+		return n
+	}
+	return fmt.Sprintf("0x%04X", id)
+}
+
+// IsPostQuantum reports whether a key-exchange group resists a quantum
+// attacker: the ML-KEM hybrids, pure ML-KEM, and the Kyber draft hybrid.
+func IsPostQuantum(id uint16) bool {
+	switch id {
+	case 0x0200, 0x0201, 0x0202, 0x11eb, 0x11ec, 0x11ed, 0x6399:
+		return true
+	}
+	return false
 }
