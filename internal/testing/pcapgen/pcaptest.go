@@ -18,14 +18,23 @@ import (
 
 // Writer writes TCP conversations to a pcap stream.
 type Writer struct {
-	w        *pcapgo.Writer
-	lt       layers.LinkType
-	snaplen  int
-	ts       time.Time
-	buf      gopacket.SerializeBuffer
-	Step     time.Duration // time between packets
-	MSS      int           // largest payload per segment
-	VLAN     uint16        // when set (Ethernet only), packets carry an 802.1Q tag
+	w       *pcapgo.Writer
+	lt      layers.LinkType
+	snaplen int
+	ts      time.Time
+	buf     gopacket.SerializeBuffer
+	Step    time.Duration // time between packets
+	MSS     int           // largest payload per segment
+	VLAN    uint16        // when set (Ethernet only), packets carry an 802.1Q tag
+	// QinQ, when set with VLAN (Ethernet only), is an outer 802.1ad service tag.
+	QinQ uint16
+	// Tunnel, when set, wraps every packet in an encapsulation between two
+	// underlay hosts; with Twice each packet is written bare and then
+	// wrapped, as tcpdump -i any sees it on a pod's veth and on the NIC.
+	Tunnel   *Tunnel
+	Twice    bool
+	inner    gopacket.SerializeBuffer
+	seq      uint32 // GRE sequence numbers of ERSPAN
 	Packets  int
 	noChecks bool
 }
@@ -164,13 +173,36 @@ func (w *Writer) Segment(c *Conn, fromClient bool, seq uint32, fl Flags, payload
 		return err
 	}
 	ls = append(ls, tcp, gopacket.Payload(payload))
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: !w.noChecks}
+	if w.Tunnel != nil && w.Twice {
+		if err := w.write(ls, ethType, opts, snap); err != nil {
+			return err
+		}
+	}
+	if w.Tunnel != nil {
+		var err error
+		if ls, ethType, err = w.wrap(ls, ethType, fromClient, opts); err != nil {
+			return err
+		}
+	}
+	return w.write(ls, ethType, opts, snap)
+}
+
+// write adds the link layer to ls and writes the packet.
+func (w *Writer) write(ls []gopacket.SerializableLayer, ethType layers.EthernetType, opts gopacket.SerializeOptions, snap int) error {
 	switch w.lt {
 	case layers.LinkTypeEthernet:
 		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: ethType}
-		if w.VLAN != 0 {
+		switch {
+		case w.VLAN != 0 && w.QinQ != 0:
+			eth.EthernetType = layers.EthernetTypeQinQ
+			ls = append([]gopacket.SerializableLayer{eth,
+				&layers.Dot1Q{VLANIdentifier: w.QinQ, Type: layers.EthernetTypeDot1Q},
+				&layers.Dot1Q{VLANIdentifier: w.VLAN, Type: ethType}}, ls...)
+		case w.VLAN != 0:
 			eth.EthernetType = layers.EthernetTypeDot1Q
 			ls = append([]gopacket.SerializableLayer{eth, &layers.Dot1Q{VLANIdentifier: w.VLAN, Type: ethType}}, ls...)
-		} else {
+		default:
 			ls = append([]gopacket.SerializableLayer{eth}, ls...)
 		}
 	case layers.LinkTypeLinuxSLL2:
@@ -186,7 +218,6 @@ func (w *Writer) Segment(c *Conn, fromClient bool, seq uint32, fl Flags, payload
 	default:
 		return fmt.Errorf("pcapgen: link type %v not supported", w.lt)
 	}
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: !w.noChecks}
 	if err := gopacket.SerializeLayers(w.buf, opts, ls...); err != nil {
 		return err
 	}

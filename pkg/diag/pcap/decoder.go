@@ -86,6 +86,11 @@ type Flow struct {
 	// "http-connect", "socks4", "socks5" or "starttls". Such a flow's TLS
 	// fields come from the TLS after the preamble.
 	Preamble string `json:"preamble,omitempty"`
+	// DuplicateViews counts packets seen a second time on another
+	// interface or in another encapsulation (tcpdump -i any sees a pod's
+	// packet on its veth and again, wrapped, on the node's NIC). They are
+	// not counted in Packets, Bytes or Retransmissions.
+	DuplicateViews uint64 `json:"duplicateViews,omitempty"`
 	// Evidence says what made a flow plaintext.
 	Evidence string `json:"evidence,omitempty"`
 	// Notes explain anything that weakens or qualifies the class.
@@ -118,6 +123,14 @@ type Stats struct {
 	LinkTypes []string `json:"linkTypes,omitempty"`
 	// UnsupportedLinkType counts packets whose link type this decoder does not read.
 	UnsupportedLinkType uint64 `json:"unsupportedLinkType,omitempty"`
+	// Encapsulated counts TCP packets found inside encapsulation (VLAN tags
+	// included); Encapsulations names each kind met, in order of appearance.
+	Encapsulated   uint64   `json:"encapsulated,omitempty"`
+	Encapsulations []string `json:"encapsulations,omitempty"`
+	// EncapUndecodable counts packets of a known encapsulation (a VXLAN or
+	// Geneve port, GRE, IP in IP) whose inner packet could not be opened:
+	// cut short, an unknown inner protocol, or nested too deep.
+	EncapUndecodable uint64 `json:"encapUndecodable,omitempty"`
 	// InputError is set when the capture ended with a damaged or cut record;
 	// the packets before it were decoded.
 	InputError string `json:"inputError,omitempty"`
@@ -197,14 +210,21 @@ func (k *flowKey) eq(o *flowKey) bool {
 const flowCacheSize = 4096 // direct-mapped cache of recently used flows
 
 type flowState struct {
-	chain    *flowState // next flow with the same hash
-	key      flowKey
-	v4       bool
-	client   int8 // index of the client half, -1 until a SYN says
-	firstDir int8
-	dirs     [2]half
-	first    int64
-	last     int64
+	chain *flowState // next flow with the same hash
+	key   flowKey
+	v4    bool
+	// encap is the encapsulation code of the flow's first encapsulated
+	// packet (0 while only bare packets were seen); bare says some packet
+	// came unencapsulated, encapMixed that two different encapsulations did.
+	encap      uint32
+	bare       bool
+	encapMixed bool
+	dupViews   uint64
+	client     int8 // index of the client half, -1 until a SYN says
+	firstDir   int8
+	dirs       [2]half
+	first      int64
+	last       int64
 }
 
 // first layers the decoder starts from.
@@ -249,6 +269,23 @@ type Decoder struct {
 	// through gopacket (tests compare the two paths).
 	noFast bool
 
+	// encap is the encapsulation of the packet being decoded: one 4-bit
+	// encap* code per layer, outermost in the highest used nibble.
+	encap uint32
+	// iface is the capture interface of the packet being decoded (the
+	// pcapng interface, or the SLL2 header's index); with encap it makes
+	// the packet's view, which tells a second copy of a segment from a
+	// retransmission.
+	iface     uint32
+	firstView uint64
+	viewSet   bool
+	multiView bool
+	lastEncap uint32
+	opts      Options
+	vxlan     layers.VXLAN
+	gre       layers.GRE
+	erspan    layers.ERSPANII
+
 	// strict lets panics through (fuzz tests), so they are seen, not counted.
 	strict bool
 	// recovered counts packets whose decoding panicked (counted undecodable).
@@ -259,11 +296,22 @@ type Decoder struct {
 	Progress func(packets uint64)
 }
 
-// NewDecoder returns an empty decoder.
-func NewDecoder() *Decoder {
+// Options tune a Decoder.
+type Options struct {
+	// VXLANPorts are UDP ports carrying VXLAN besides 4789 (IANA) and 8472
+	// (Linux's default, used by Flannel and Cilium).
+	VXLANPorts []uint16
+}
+
+// NewDecoder returns an empty decoder with default options.
+func NewDecoder() *Decoder { return NewDecoderWith(Options{}) }
+
+// NewDecoderWith returns an empty decoder with the given options.
+func NewDecoderWith(o Options) *Decoder {
 	d := &Decoder{
 		decoded: make([]gopacket.LayerType, 0, 16),
 		flows:   make(map[uint64]*flowState, 1024),
+		opts:    Options{VXLANPorts: append([]uint16(nil), o.VXLANPorts...)},
 	}
 	firstTypes := [numFirst]gopacket.LayerType{
 		layers.LayerTypeEthernet, layers.LayerTypeLinuxSLL, layers.LayerTypeLinuxSLL2,
@@ -333,7 +381,9 @@ func (d *Decoder) recoverPacket() {
 }
 
 func (d *Decoder) packet(lt layers.LinkType, data []byte, ci *gopacket.CaptureInfo) {
+	d.iface = uint32(ci.InterfaceIndex)
 	d.raw(lt, data, ci.Timestamp.UnixNano(), ci.CaptureLength, ci.Length)
+	d.iface = 0
 }
 
 // raw decodes one packet given its timestamp (Unix nanoseconds) and its
@@ -347,6 +397,16 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 	if capLen < length {
 		d.stats.Truncated++
 	}
+	d.encap = 0
+	if lt == layers.LinkTypeLinuxSLL2 && len(data) >= 8 {
+		d.iface = binary.BigEndian.Uint32(data[4:8])
+	}
+	d.decode(lt, data, ts, length, 0)
+}
+
+// decode decodes one packet or, at depth above 0, the inner packet of an
+// encapsulation.
+func (d *Decoder) decode(lt layers.LinkType, data []byte, ts int64, length, depth int) {
 	if !d.noFast && d.fast(lt, data, ts, length) {
 		return
 	}
@@ -359,11 +419,23 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 	err := p.DecodeLayers(data, &d.decoded)
 	var isV4, isV6 bool
 	for _, t := range d.decoded {
+		// The parser walks VLAN tags and IP in IP itself (decoding the inner
+		// IP header into the same layer): each becomes an encapsulation.
 		switch t {
-		case layers.LayerTypeIPv4:
-			isV4, isV6 = true, false
-		case layers.LayerTypeIPv6:
-			isV6, isV4 = true, false
+		case layers.LayerTypeDot1Q:
+			if !d.pushEncap(encVLAN) {
+				d.stats.EncapUndecodable++
+				return
+			}
+		case layers.LayerTypeIPv4, layers.LayerTypeIPv6:
+			v4 := t == layers.LayerTypeIPv4
+			if isV4 || isV6 {
+				if !d.pushEncap(ipInIP(isV4, v4)) {
+					d.stats.EncapUndecodable++
+					return
+				}
+			}
+			isV4, isV6 = v4, !v4
 		}
 	}
 	// The parser stops after IP; TCP is decoded here, into the same
@@ -377,7 +449,9 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 			d.stats.Fragments++
 			return
 		case d.ip4.Protocol != layers.IPProtocolTCP:
-			d.stats.NonTCP++
+			if !d.tunnel(d.ip4.Protocol, d.ip4.Payload, ts, length, depth) {
+				d.stats.NonTCP++
+			}
 			return
 		}
 		seg = d.ip4.Payload
@@ -387,7 +461,9 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 			proto = d.ip6.HopByHop.NextHeader
 		}
 		if proto != layers.IPProtocolTCP {
-			d.stats.NonTCP++
+			if !d.tunnel(proto, d.ip6.Payload, ts, length, depth) {
+				d.stats.NonTCP++
+			}
 			return
 		}
 		seg = d.ip6.Payload
@@ -423,7 +499,7 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 		}
 	}
 	s.sp, s.dp = uint16(t.SrcPort), uint16(t.DstPort)
-	s.seq = t.Seq
+	s.seq, s.ackN = t.Seq, t.Ack
 	s.syn, s.ack, s.rst = t.SYN, t.ACK, t.RST
 	s.hdrLen = int(t.DataOffset) * 4
 	s.payload = t.Payload
@@ -437,7 +513,7 @@ type tcpSeg struct {
 	v4             bool
 	segLen         int // TCP header and payload as sent, 0 when unknown
 	sp, dp         uint16
-	seq            uint32
+	seq, ackN      uint32
 	syn, ack, rst  bool
 	hdrLen         int // TCP header length in bytes
 	payload        []byte
@@ -532,6 +608,7 @@ func (d *Decoder) fast(lt layers.LinkType, data []byte, ts int64, length int) bo
 	}
 	s.sp, s.dp = binary.BigEndian.Uint16(seg[0:2]), binary.BigEndian.Uint16(seg[2:4])
 	s.seq = binary.BigEndian.Uint32(seg[4:8])
+	s.ackN = binary.BigEndian.Uint32(seg[8:12])
 	fl := seg[13]
 	s.syn, s.ack, s.rst = fl&0x02 != 0, fl&0x10 != 0, fl&0x04 != 0
 	s.hdrLen = hl
@@ -593,13 +670,35 @@ func (d *Decoder) tcpPacket(ts int64, length int) {
 		}
 		d.last = f
 	}
+	if d.encap != 0 {
+		d.stats.Encapsulated++
+		if d.encap != d.lastEncap {
+			d.noteEncapName()
+		}
+	}
+	if e := d.encap; e != f.encap {
+		f.noteEncap(e)
+	}
+	h := &f.dirs[dir]
+	view := uint64(d.iface)<<32 | uint64(d.encap)
+	if !d.viewSet {
+		d.viewSet, d.firstView = true, view
+	} else if view != d.firstView {
+		d.multiView = true
+	}
+	n := uint32(len(payload) + missing)
+	if d.multiView && h.dupView(t.seq, t.ackN, n, view) {
+		// The same segment seen on a second interface: one flow, no retransmission.
+		f.dupViews++
+		return
+	}
+	h.remember(t.seq, t.ackN, n, view)
 	if ts < f.first {
 		f.first = ts
 	}
 	if ts > f.last {
 		f.last = ts
 	}
-	h := &f.dirs[dir]
 	h.packets++
 	h.bytes += uint64(length)
 	h.payloadBytes += uint64(len(payload) + missing)
@@ -648,6 +747,8 @@ func (d *Decoder) newFlow(key flowKey, h uint64, v4 bool, dir int) *flowState {
 	f.client = -1
 	f.firstDir = int8(dir)
 	f.first = 1<<63 - 1
+	f.encap = d.encap
+	f.bare = d.encap == 0
 	f.chain = d.flows[h]
 	d.flows[h] = f
 	d.order = append(d.order, f)
@@ -720,8 +821,16 @@ func (f *flowState) result() Flow {
 		OutOfOrder:      c.outOfOrder + s.outOfOrder,
 		First:           time.Unix(0, f.first).UTC(),
 		Last:            time.Unix(0, f.last).UTC(),
+		Encap:           encapName(f.encap),
+		DuplicateViews:  f.dupViews,
 	}
 	classify(&fl, c, s)
+	switch {
+	case f.encapMixed:
+		fl.Notes = append(fl.Notes, "packets of this flow came in more than one encapsulation")
+	case f.encap != 0 && f.bare:
+		fl.Notes = append(fl.Notes, "packets of this flow came both unencapsulated and inside "+fl.Encap+" (captured on more than one interface)")
+	}
 	return fl
 }
 

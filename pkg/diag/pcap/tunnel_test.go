@@ -1,0 +1,175 @@
+package pcap
+
+import (
+	"bytes"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/pcapgen"
+)
+
+var (
+	underA = netip.MustParseAddr("192.168.50.1")
+	underB = netip.MustParseAddr("192.168.50.2")
+	plain4 = netip.MustParseAddrPort("10.99.0.3:40003")
+	plain6 = netip.MustParseAddrPort("[fd00:99::3]:40004")
+	app6   = netip.MustParseAddrPort("[fd00:99::2]:8080")
+)
+
+// tunnelCase is one synthetic capture: an HBONE connection and a plaintext
+// HTTP connection between two pods, carried in an encapsulation.
+type tunnelCase struct {
+	name       string
+	tunnel     *pcapgen.Tunnel
+	vlan, qinq uint16
+	v6         bool // inner IPv6
+	twice      bool // each packet also bare (tcpdump -i any)
+	encap      string
+	opts       Options
+}
+
+func tunnelCases() []tunnelCase {
+	tun := func(k pcapgen.TunnelKind, port uint16) *pcapgen.Tunnel {
+		return &pcapgen.Tunnel{Kind: k, Client: underA, Server: underB, Port: port, VNI: 42}
+	}
+	return []tunnelCase{
+		{name: "vxlan 4789", tunnel: tun(pcapgen.VXLAN, 0), encap: "vxlan"},
+		{name: "vxlan 8472 ipv6 inside", tunnel: tun(pcapgen.VXLAN, 8472), v6: true, encap: "vxlan"},
+		{name: "vxlan on an extra port", tunnel: tun(pcapgen.VXLAN, testExtraVXLANPort), encap: "vxlan", opts: Options{VXLANPorts: []uint16{testExtraVXLANPort}}},
+		{name: "vxlan in a vlan", tunnel: tun(pcapgen.VXLAN, 0), vlan: 7, encap: "vlan+vxlan"},
+		{name: "geneve", tunnel: tun(pcapgen.Geneve, 0), encap: "geneve"},
+		{name: "gre ipv4", tunnel: tun(pcapgen.GRE, 0), encap: "gre"},
+		{name: "gre ipv6", tunnel: tun(pcapgen.GRE, 0), v6: true, encap: "gre"},
+		{name: "gre ethernet", tunnel: tun(pcapgen.GRETEB, 0), encap: "gre"},
+		{name: "erspan ii", tunnel: tun(pcapgen.ERSPANII, 0), encap: "erspan"},
+		{name: "erspan iii", tunnel: tun(pcapgen.ERSPANIII, 0), encap: "erspan"},
+		{name: "ipip", tunnel: tun(pcapgen.IPIP, 0), encap: "ipip"},
+		{name: "6in4", tunnel: tun(pcapgen.SixInFour, 0), v6: true, encap: "6in4"},
+		{name: "vlan", vlan: 100, encap: "vlan"},
+		{name: "qinq", vlan: 100, qinq: 200, encap: "vlan+vlan"},
+		{name: "vxlan seen twice", tunnel: tun(pcapgen.VXLAN, 8472), twice: true, encap: "vxlan"},
+	}
+}
+
+// writeTunnelCapture writes the HBONE and the plaintext connection.
+func writeTunnelCapture(t testing.TB, tc tunnelCase, mss int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := pcapgen.NewWriter(&buf, layers.LinkTypeEthernet, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.VLAN, w.QinQ, w.Tunnel, w.Twice = tc.vlan, tc.qinq, tc.tunnel, tc.twice
+	if mss > 0 {
+		w.MSS = mss
+	}
+	cli, srv, pc, app := cli4, srv4, plain4, app4
+	if tc.v6 {
+		cli, srv, pc, app = cli6, srv6, plain6, app6
+	}
+	if err := w.WriteConversation(pcapgen.NewConn(cli, srv), recHBONE); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteConversation(pcapgen.NewConn(pc, app), recPlain); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestTunnels decodes HBONE and plaintext inside every encapsulation and
+// checks conversations and hellos against tshark.
+func TestTunnels(t *testing.T) {
+	recordings(t)
+	requireTshark(t)
+	for _, tc := range tunnelCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			b := writeTunnelCapture(t, tc, 0)
+			path := writeTemp(t, "tunnel.pcap", b)
+			d := NewDecoderWith(tc.opts)
+			if err := d.ReadAll(t.Context(), bytes.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+			flows := d.Flows()
+			st := d.Stats()
+			if len(flows) != 2 {
+				t.Fatalf("%d flows, want 2 (stats %+v): %+v", len(flows), st, flows)
+			}
+			hb, pl := flows[0], flows[1]
+			if hb.Class != ClassHBONE || pl.Class != ClassPlaintext {
+				t.Errorf("classes %s and %s, want hbone and plaintext (notes %q %q)", hb.Class, pl.Class, hb.Notes, pl.Notes)
+			}
+			for _, f := range flows {
+				if f.Encap != tc.encap {
+					t.Errorf("%s -> %s: encap %q, want %q", f.Client, f.Server, f.Encap, tc.encap)
+				}
+				if f.Retransmissions != 0 {
+					t.Errorf("%s -> %s: %d retransmissions, want 0 (the second view is not one)", f.Client, f.Server, f.Retransmissions)
+				}
+				if tc.twice && f.DuplicateViews != f.Packets {
+					t.Errorf("%s -> %s: %d duplicate views of %d packets, want every packet seen twice", f.Client, f.Server, f.DuplicateViews, f.Packets)
+				}
+			}
+			if !hb.ServerHello || hb.KeyShareGroup != 0x11ec {
+				t.Errorf("hbone flow: ServerHello %v group %s", hb.ServerHello, GroupName(hb.KeyShareGroup))
+			}
+			if st.NonTCP != 0 || st.Undecodable != 0 || st.EncapUndecodable != 0 {
+				t.Errorf("stats %+v: every packet should open", st)
+			}
+			if !slices.Contains(st.Encapsulations, tc.encap) {
+				t.Errorf("stats encapsulations %q lack %q", st.Encapsulations, tc.encap)
+			}
+			// The oracle: tshark's TCP conversations and ServerHellos.
+			if got, want := flowConversations(flows), tsharkConversations(t, path); !slices.Equal(got, want) {
+				t.Errorf("conversations: decoder %q, tshark %q", got, want)
+			}
+			checkServerHellos(t, path, flows)
+		})
+	}
+}
+
+// flowConversations lists flows as tshark's conversation table names them.
+func flowConversations(flows []Flow) []string {
+	var out []string
+	for _, f := range flows {
+		// tshark writes IPv6 endpoints without brackets.
+		a := f.Client.Addr().String() + ":" + strconv.Itoa(int(f.Client.Port()))
+		b := f.Server.Addr().String() + ":" + strconv.Itoa(int(f.Server.Port()))
+		if b < a {
+			a, b = b, a
+		}
+		out = append(out, a+" <-> "+b)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// tsharkConversations reads `tshark -z conv,tcp`: one "a <-> b" per TCP
+// conversation, endpoints in string order.
+func tsharkConversations(t *testing.T, path string) []string {
+	t.Helper()
+	args := append(tsharkArgs(path), "-q", "-z", "conv,tcp")
+	out, err := exec.Command("tshark", args...).Output()
+	if err != nil {
+		t.Fatalf("tshark -z conv,tcp on %s: %v", path, err)
+	}
+	var convs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[1] != "<->" {
+			continue
+		}
+		a, b := f[0], f[2]
+		if b < a {
+			a, b = b, a
+		}
+		convs = append(convs, a+" <-> "+b)
+	}
+	slices.Sort(convs)
+	return convs
+}
