@@ -220,11 +220,14 @@ type flowState struct {
 	bare       bool
 	encapMixed bool
 	dupViews   uint64
-	client     int8 // index of the client half, -1 until a SYN says
-	firstDir   int8
-	dirs       [2]half
-	first      int64
-	last       int64
+	// rings remember recent segments per direction once the capture has
+	// more than one view (nil until then).
+	rings    *viewRings
+	client   int8 // index of the client half, -1 until a SYN says
+	firstDir int8
+	dirs     [2]half
+	first    int64
+	last     int64
 }
 
 // first layers the decoder starts from.
@@ -277,9 +280,9 @@ type Decoder struct {
 	// the packet's view, which tells a second copy of a segment from a
 	// retransmission.
 	iface     uint32
-	firstView uint64
-	viewSet   bool
+	firstView uint64 // noView until the first TCP packet
 	multiView bool
+	viewSlab  []viewRings
 	lastEncap uint32
 	opts      Options
 	vxlan     layers.VXLAN
@@ -312,6 +315,8 @@ func NewDecoderWith(o Options) *Decoder {
 		decoded: make([]gopacket.LayerType, 0, 16),
 		flows:   make(map[uint64]*flowState, 1024),
 		opts:    Options{VXLANPorts: append([]uint16(nil), o.VXLANPorts...)},
+		// firstView is set by the first TCP packet.
+		firstView: noView,
 	}
 	firstTypes := [numFirst]gopacket.LayerType{
 		layers.LayerTypeEthernet, layers.LayerTypeLinuxSLL, layers.LayerTypeLinuxSLL2,
@@ -401,15 +406,31 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 	if lt == layers.LinkTypeLinuxSLL2 && len(data) >= 8 {
 		d.iface = binary.BigEndian.Uint32(data[4:8])
 	}
-	d.decode(lt, data, ts, length, 0)
+	if !d.noFast && d.fast(lt, data, ts, length) {
+		return
+	}
+	tcp := d.stats.TCP
+	d.slow(lt, data, ts, length, 0)
+	if d.encap != 0 && d.stats.TCP != tcp {
+		d.stats.Encapsulated++
+		if d.encap != d.lastEncap {
+			d.noteEncapName()
+		}
+	}
 }
 
-// decode decodes one packet or, at depth above 0, the inner packet of an
-// encapsulation.
+// decode decodes the inner packet of an encapsulation (depth is how many
+// encapsulations were opened).
 func (d *Decoder) decode(lt layers.LinkType, data []byte, ts int64, length, depth int) {
 	if !d.noFast && d.fast(lt, data, ts, length) {
 		return
 	}
+	d.slow(lt, data, ts, length, depth)
+}
+
+// slow decodes what the hand-written parser does not take, through
+// gopacket's layers.
+func (d *Decoder) slow(lt layers.LinkType, data []byte, ts int64, length, depth int) {
 	p := d.parser(lt, data)
 	if p == nil {
 		d.stats.UnsupportedLinkType++
@@ -670,29 +691,14 @@ func (d *Decoder) tcpPacket(ts int64, length int) {
 		}
 		d.last = f
 	}
-	if d.encap != 0 {
-		d.stats.Encapsulated++
-		if d.encap != d.lastEncap {
-			d.noteEncapName()
+	// A capture with one view (one interface, one encapsulation) pays one
+	// comparison here; see views for the rest.
+	if view := uint64(d.iface)<<32 | uint64(d.encap); view != d.firstView || d.multiView {
+		if d.views(f, dir, uint32(len(payload)+missing), view) {
+			return
 		}
 	}
-	if e := d.encap; e != f.encap {
-		f.noteEncap(e)
-	}
 	h := &f.dirs[dir]
-	view := uint64(d.iface)<<32 | uint64(d.encap)
-	if !d.viewSet {
-		d.viewSet, d.firstView = true, view
-	} else if view != d.firstView {
-		d.multiView = true
-	}
-	n := uint32(len(payload) + missing)
-	if d.multiView && h.dupView(t.seq, t.ackN, n, view) {
-		// The same segment seen on a second interface: one flow, no retransmission.
-		f.dupViews++
-		return
-	}
-	h.remember(t.seq, t.ackN, n, view)
 	if ts < f.first {
 		f.first = ts
 	}

@@ -247,6 +247,10 @@ func erspan3(b []byte) ([]byte, bool) {
 // second view of a segment from a retransmission.
 const viewRing = 4
 
+// noView marks a decoder that has not seen a TCP packet yet (no real view
+// has all bits set: encapsulation codes stop at numEnc).
+const noView = ^uint64(0)
+
 // segView is one remembered segment: where it starts, what it acknowledged,
 // its length and where it was seen (interface and encapsulation).
 type segView struct {
@@ -254,20 +258,59 @@ type segView struct {
 	view        uint64
 }
 
-// remember notes a counted segment.
-func (h *half) remember(seq, ack, n uint32, view uint64) {
-	h.views[h.viewN&(viewRing-1)] = segView{seq: seq, ack: ack, n: n, view: view}
-	h.viewN++
+// viewRings are a flow's recent segments, per direction.
+type viewRings struct {
+	r [2][viewRing]segView
+	n [2]uint32
 }
 
-// dupView says whether a segment is a second copy of one already counted,
+// views handles a packet whose view (interface and encapsulation) is not
+// the capture's only one so far; true when it is a second view of a segment
+// already counted, which the caller then drops.
+func (d *Decoder) views(f *flowState, dir int, n uint32, view uint64) bool {
+	if d.firstView == noView {
+		d.firstView = view
+		return false
+	}
+	d.multiView = true
+	if d.encap != f.encap {
+		f.noteEncap(d.encap)
+	}
+	s := &d.seg
+	seq := s.seq
+	if f.rings == nil {
+		if len(d.viewSlab) == 0 {
+			d.viewSlab = make([]viewRings, 256)
+		}
+		f.rings = &d.viewSlab[0]
+		d.viewSlab = d.viewSlab[1:]
+		// Segments counted while the capture had one view were not
+		// remembered: a SYN already seen, or a segment wholly before the
+		// stream position, is taken for a copy of the last one counted.
+		if h := &f.dirs[dir]; h.packets > 0 && (s.syn && h.synSeen || n > 0 && h.seqSet && int32(seq+n-h.next) <= 0) {
+			f.dupViews++
+			return true
+		}
+	}
+	if d.viewCopy(f.rings, dir, seq, s.ackN, n, view) {
+		// The same segment seen on a second interface: one flow, no retransmission.
+		f.dupViews++
+		return true
+	}
+	r := f.rings
+	r.r[dir][r.n[dir]&(viewRing-1)] = segView{seq: seq, ack: s.ackN, n: n, view: view}
+	r.n[dir]++
+	return false
+}
+
+// viewCopy says whether a segment is a second copy of one already counted,
 // seen on another interface or in another encapsulation. A retransmission
 // is seen again on every interface too, so a copy is one that this view
 // has seen fewer times than the others have.
-func (h *half) dupView(seq, ack, n uint32, view uint64) bool {
+func (d *Decoder) viewCopy(r *viewRings, dir int, seq, ack, n uint32, view uint64) bool {
 	same, other := 0, 0
-	for i := range h.views[:min(int(h.viewN), viewRing)] {
-		v := &h.views[i]
+	for i := range r.r[dir][:min(int(r.n[dir]), viewRing)] {
+		v := &r.r[dir][i]
 		if v.seq != seq || v.ack != ack || v.n != n {
 			continue
 		}

@@ -70,9 +70,6 @@ type half struct {
 
 	stash      []stashed
 	stashBytes int
-
-	views [viewRing]segView
-	viewN uint32
 }
 
 // segment handles one TCP segment's payload in this direction: data is the
