@@ -868,6 +868,17 @@ func classify(fl *Flow, c, s *half) {
 		fl.CipherSuite = sh.cipher
 		fl.KeyShareGroup = sh.group
 	}
+	if c.afterPreamble || s.afterPreamble {
+		// TLS behind a plaintext opening: the opening crossed the wire in
+		// the clear, so the flow is plaintext, with the TLS details kept.
+		fl.Class = ClassPlaintext
+		fl.Preamble = preambleName(c.preamble, s.preamble)
+		fl.Evidence = "plaintext " + fl.Preamble + " preamble, then TLS"
+		if !ch.seen {
+			fl.Notes = append(fl.Notes, "no ClientHello captured after the preamble")
+		}
+		return
+	}
 	switch {
 	case c.kind == kindPlain:
 		fl.Class = ClassPlaintext

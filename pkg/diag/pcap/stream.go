@@ -1,8 +1,10 @@
 package pcap
 
 import (
+	"bytes"
 	"encoding/binary"
 	"sort"
+	"strings"
 )
 
 // payloadKind is what the first payload bytes of one direction looked like.
@@ -70,6 +72,13 @@ type half struct {
 
 	stash      []stashed
 	stashBytes int
+
+	// A plaintext opening that may be followed by TLS (HTTP CONNECT,
+	// SOCKS, STARTTLS): preamble names it, watch counts the segments still
+	// searched for a TLS hello, afterPreamble says one was found.
+	preamble      string
+	watch         uint8
+	afterPreamble bool
 }
 
 // segment handles one TCP segment's payload in this direction: data is the
@@ -189,6 +198,24 @@ func (h *half) gap(n int) {
 func (h *half) consume(data []byte, missing int) {
 	if len(data) > 0 && (h.kind == kindNone || h.kind == kindUnsynced && h.tries < midstreamTries) {
 		h.firstBytes(data)
+		if h.kind == kindPlain && h.watch > 0 {
+			// A client may send its ClientHello right behind the CONNECT.
+			if i := helloAfterHeaders(data); i > 0 {
+				h.startTLSAt()
+				data = data[i:]
+			}
+		}
+	} else if h.kind == kindPlain && h.watch > 0 && len(data) > 0 {
+		h.watch--
+		switch i := helloAt(data); {
+		case i >= 0:
+			h.startTLSAt()
+			data = data[i:]
+		case h.preamble == "" || h.preamble == preambleMaybeStartTLS:
+			if startTLSCommand(data) {
+				h.preamble = preambleStartTLS
+			}
+		}
 	}
 	switch h.kind {
 	case kindTLS:
@@ -235,6 +262,9 @@ func (h *half) firstBytes(b []byte) {
 
 func (h *half) setPlain(b []byte) {
 	h.kind = kindPlain
+	if p := preambleOpening(b); p != "" {
+		h.preamble, h.watch = p, preambleSegments
+	}
 	// Only a description is kept, never the bytes: plaintext may carry secrets.
 	h.evidence = plaintextEvidence(b)
 	if h.evidence == "" {
@@ -432,4 +462,105 @@ func (h *half) reopenHello() {
 	if h.hsDone && !h.hsCut {
 		h.hsDone = false
 	}
+}
+
+// Preamble kinds (Flow.Preamble).
+const (
+	preambleHTTPConnect = "http-connect"
+	preambleSOCKS4      = "socks4"
+	preambleSOCKS5      = "socks5"
+	preambleStartTLS    = "starttls"
+	// preambleMaybeStartTLS is a text protocol's opening (an SMTP, IMAP,
+	// POP3 or FTP greeting) that becomes starttls when its STARTTLS
+	// command or a TLS hello follows.
+	preambleMaybeStartTLS = "text"
+
+	// preambleSegments bounds the segments searched for the TLS after a
+	// preamble.
+	preambleSegments = 32
+)
+
+// preambleOpening names the first bytes of a direction when they open a
+// conversation that may switch to TLS; "" otherwise.
+func preambleOpening(b []byte) string {
+	switch {
+	case hasPrefix(b, "CONNECT "), hasPrefix(b, "HTTP/1.1 200"), hasPrefix(b, "HTTP/1.0 200"):
+		return preambleHTTPConnect
+	case len(b) >= 3 && b[0] == 5 && b[1] > 0 && len(b) == 2+int(b[1]), len(b) == 2 && b[0] == 5 && b[1] != 0xff:
+		// SOCKS5 greeting (version, methods) or the server's method choice.
+		return preambleSOCKS5
+	case len(b) >= 9 && b[0] == 4 && (b[1] == 1 || b[1] == 2) && b[len(b)-1] == 0,
+		len(b) == 8 && b[0] == 0 && b[1] >= 0x5a && b[1] <= 0x5d:
+		// SOCKS4 request (ending in the user id's NUL) or its reply.
+		return preambleSOCKS4
+	case len(b) == 8 && string(b) == "\x00\x00\x00\x08\x04\xd2\x16\x2f", len(b) == 1 && b[0] == 'S':
+		// PostgreSQL's SSLRequest and the server's yes.
+		return preambleStartTLS
+	case startTLSCommand(b):
+		return preambleStartTLS
+	}
+	for _, p := range textGreetings {
+		if hasPrefix(b, p) {
+			return preambleMaybeStartTLS
+		}
+	}
+	return ""
+}
+
+var textGreetings = []string{"220 ", "220-", "* OK", "+OK", "EHLO ", "HELO ", "LHLO ", "ehlo ", "helo "}
+
+// startTLSCommand finds a command that switches a text protocol to TLS.
+func startTLSCommand(b []byte) bool {
+	n := min(len(b), 64)
+	s := strings.ToUpper(string(b[:n]))
+	return strings.Contains(s, "STARTTLS") || strings.HasPrefix(s, "STLS") || strings.HasPrefix(s, "AUTH TLS") || strings.HasPrefix(s, "AUTH SSL")
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// helloAt is 0 when b starts with a TLS handshake record holding a hello,
+// the offset of one right behind HTTP headers, else -1.
+func helloAt(b []byte) int {
+	if isHelloRecord(b) {
+		return 0
+	}
+	if i := helloAfterHeaders(b); i > 0 {
+		return i
+	}
+	return -1
+}
+
+// helloAfterHeaders is the offset of a TLS hello right after the blank line
+// that ends HTTP headers in b, else -1.
+func helloAfterHeaders(b []byte) int {
+	i := bytes.Index(b, []byte("\r\n\r\n"))
+	if i < 0 || !isHelloRecord(b[i+4:]) {
+		return -1
+	}
+	return i + 4
+}
+
+func isHelloRecord(b []byte) bool {
+	return len(b) >= 6 && b[0] == recHandshake && b[1] == 3 && (b[5] == hsClientHello || b[5] == hsServerHello) && plausibleRecordHeader(b, false)
+}
+
+// startTLSAt switches a plaintext direction to TLS after its preamble.
+func (h *half) startTLSAt() {
+	h.kind = kindTLS
+	h.afterPreamble = true
+	h.watch = 0
+	if h.preamble == preambleMaybeStartTLS {
+		h.preamble = preambleStartTLS
+	}
+}
+
+// preambleName picks the client's name for a preamble, else the server's;
+// a text protocol's opening that turned to TLS is starttls.
+func preambleName(client, server string) string {
+	for _, p := range []string{client, server} {
+		if p != "" && p != preambleMaybeStartTLS {
+			return p
+		}
+	}
+	return preambleStartTLS
 }
