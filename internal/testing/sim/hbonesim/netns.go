@@ -148,6 +148,36 @@ func (t *Topology) Close() {
 	_ = run("ip", "netns", "del", t.B.Name)
 }
 
+// VXLAN joins A and B with a VXLAN device each (VNI vni, UDP dstport port)
+// over the veth pair, the underlay, and returns the overlay as a topology of
+// its own: the same namespaces, the VXLAN devices as VethA and VethB, and
+// addresses 10.98.<subnet>.x/24 that exist only inside the tunnel. Closing
+// t removes both; do not Close the overlay on its own.
+func (t *Topology) VXLAN(vni, port, subnet int) (*Topology, error) {
+	o := &Topology{
+		A: t.A, B: t.B,
+		VethA: t.VethA + "x", VethB: t.VethB + "x",
+		AddrA: []string{fmt.Sprintf("10.98.%d.1", subnet), fmt.Sprintf("10.98.%d.3", subnet)},
+		AddrB: fmt.Sprintf("10.98.%d.2", subnet),
+	}
+	id, dport := fmt.Sprint(vni), fmt.Sprint(port)
+	steps := [][]string{
+		{"ip", "-n", t.A.Name, "link", "add", o.VethA, "type", "vxlan", "id", id, "local", t.AddrA[0], "remote", t.AddrB, "dstport", dport, "dev", t.VethA},
+		{"ip", "-n", t.B.Name, "link", "add", o.VethB, "type", "vxlan", "id", id, "local", t.AddrB, "remote", t.AddrA[0], "dstport", dport, "dev", t.VethB},
+		{"ip", "-n", t.A.Name, "addr", "add", o.AddrA[0] + "/24", "dev", o.VethA},
+		{"ip", "-n", t.A.Name, "addr", "add", o.AddrA[1] + "/24", "dev", o.VethA},
+		{"ip", "-n", t.B.Name, "addr", "add", o.AddrB + "/24", "dev", o.VethB},
+		{"ip", "-n", t.A.Name, "link", "set", o.VethA, "up"},
+		{"ip", "-n", t.B.Name, "link", "set", o.VethB, "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return nil, fmt.Errorf("vxlan overlay: %w", err)
+		}
+	}
+	return o, nil
+}
+
 // Capture is a running AF_PACKET capture writing a pcap file.
 type Capture struct {
 	tp   *afpacket.TPacket
@@ -241,13 +271,21 @@ type Tcpdump struct {
 // StartTcpdump runs `tcpdump -i iface -w path` inside ns with extra args
 // (for example "-y", "LINUX_SLL2") and waits until it listens.
 func StartTcpdump(ctx context.Context, ns Netns, iface, path string, extra ...string) (*Tcpdump, error) {
+	return StartTcpdumpFilter(ctx, ns, iface, path, "tcp", extra...)
+}
+
+// StartTcpdumpFilter is StartTcpdump with a capture filter of its own ("" for
+// none: an underlay capture needs the UDP that carries VXLAN).
+func StartTcpdumpFilter(ctx context.Context, ns Netns, iface, path, filter string, extra ...string) (*Tcpdump, error) {
 	// --immediate-mode: without it libpcap holds packets in its ring buffer
 	// for up to a second, and a short capture stopped early writes nothing.
 	// -B 65536: a 64 MiB ring. With the full snap length each ring frame is
 	// 256 KiB, so the default 2 MiB holds 8 packets and a busy machine that
 	// schedules tcpdump late drops most of a short capture.
 	args := append([]string{"netns", "exec", ns.Name, "tcpdump", "--immediate-mode", "-B", "65536", "-i", iface, "-U", "-s", "0", "-w", path}, extra...)
-	args = append(args, "tcp")
+	if filter != "" {
+		args = append(args, filter)
+	}
 	cmd := exec.CommandContext(ctx, "ip", args...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
