@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,34 +13,6 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 )
-
-// requireNetns skips (locally) or fails (CI=true) when the real VXLAN test
-// cannot run here: it needs root, iproute2, the vxlan module, tcpdump and
-// tshark.
-func requireNetns(t *testing.T) {
-	t.Helper()
-	ci := os.Getenv("CI") == "true"
-	if testing.Short() && !ci {
-		t.Skip("real VXLAN test creates network namespaces (root); skipped with -short")
-	}
-	var missing []string
-	if why := hbonesim.Available(); why != "" {
-		missing = append(missing, why)
-	}
-	for _, tool := range []string{"tcpdump", "tshark"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool+" not installed (apt-get install -y tcpdump tshark)")
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "real VXLAN test needs: " + strings.Join(missing, "; ")
-	if ci {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // realVXLANFixtures are the captures TestRealVXLAN keeps in testdata when
 // KAMB_UPDATE_FIXTURES=1, so TestVXLANFixtures checks the decoder on real
@@ -59,7 +30,7 @@ const (
 // namespace (every packet twice: bare on the VXLAN device, wrapped on the
 // veth), and checks both against tshark.
 func TestRealVXLAN(t *testing.T) {
-	requireNetns(t)
+	hbonesim.Require(t, "real VXLAN test", "tcpdump", "tshark")
 	pid := os.Getpid()
 	topo, err := hbonesim.NewTopology(fmt.Sprintf("v%d", pid%10000), 150+pid%50)
 	if err != nil {
@@ -85,14 +56,14 @@ func TestRealVXLAN(t *testing.T) {
 	client, legacy := overlay.AddrA[0], overlay.AddrA[1]
 
 	dir := t.TempDir()
-	under, any := filepath.Join(dir, "underlay.pcap"), filepath.Join(dir, "any.pcap")
+	under, anyPath := filepath.Join(dir, "underlay.pcap"), filepath.Join(dir, "any.pcap")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	tdU, err := hbonesim.StartTcpdumpFilter(ctx, topo.B, topo.VethB, under, "udp port 8472")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tdA, err := hbonesim.StartTcpdumpFilter(ctx, topo.A, "any", any, "tcp or udp port 8472", "-y", "LINUX_SLL2")
+	tdA, err := hbonesim.StartTcpdumpFilter(ctx, topo.A, "any", anyPath, "tcp or udp port 8472", "-y", "LINUX_SLL2")
 	if err != nil {
 		_, _ = tdU.Stop()
 		t.Fatal(err)
@@ -111,12 +82,12 @@ func TestRealVXLAN(t *testing.T) {
 	}
 	if os.Getenv("KAMB_UPDATE_FIXTURES") == "1" {
 		copyFile(t, under, fixtureUnderlay)
-		copyFile(t, any, fixtureAny)
+		copyFile(t, anyPath, fixtureAny)
 	}
 	hbone := netip.AddrPortFrom(netip.MustParseAddr(overlay.AddrB), hbonesim.Port).String()
 	http := netip.AddrPortFrom(netip.MustParseAddr(overlay.AddrB), hbonesim.HTTPPort).String()
 	checkVXLANCapture(t, under, false, client, legacy, hbone, http)
-	checkVXLANCapture(t, any, true, client, legacy, hbone, http)
+	checkVXLANCapture(t, anyPath, true, client, legacy, hbone, http)
 }
 
 // TestVXLANFixtures checks the decoder on the real VXLAN captures kept in
