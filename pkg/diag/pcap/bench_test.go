@@ -47,6 +47,9 @@ func TestMain(m *testing.M) {
 	if benchPath != "" && benchDir != "" {
 		_ = os.RemoveAll(benchDir)
 	}
+	if vxlanBench.dir != "" {
+		_ = os.RemoveAll(vxlanBench.dir)
+	}
 	os.Exit(code)
 }
 
@@ -98,6 +101,7 @@ func writeBenchCapture(path string) (int, error) {
 		return 0, err
 	}
 	w.Step = time.Microsecond
+	w.Tunnel = benchTunnel
 	ch, sh := recHBONE[0].Data, recHBONE[1].Data
 	record := func(n int) []byte {
 		r := make([]byte, 5+n)
@@ -167,7 +171,45 @@ func writeBenchCapture(path string) (int, error) {
 // (page cache), zero-copy pcap parsing, layer decoding, flow table, TLS
 // record walk and classification.
 func BenchmarkDecode(b *testing.B) {
-	path := benchCapture(b)
+	benchDecode(b, benchCapture(b), benchPkts)
+}
+
+// The tunnel benchmark's capture: the same flows, every packet inside VXLAN
+// (UDP 8472) between two underlay hosts.
+var (
+	benchTunnel *pcapgen.Tunnel // set while writing the tunnel capture
+	vxlanBench  struct {
+		once      sync.Once
+		dir, path string
+		pkts      int
+		err       error
+	}
+)
+
+// BenchmarkDecodeVXLAN is BenchmarkDecode with every packet inside VXLAN:
+// the tunnel path (outer headers through gopacket's layers, the VXLAN
+// header, then the inner packet through the hand-written parser).
+func BenchmarkDecodeVXLAN(b *testing.B) {
+	recordings(b)
+	v := &vxlanBench
+	v.once.Do(func() {
+		if v.dir, v.err = os.MkdirTemp("", "pcap-bench-vxlan-"); v.err != nil {
+			return
+		}
+		v.path = filepath.Join(v.dir, "vxlan.pcap")
+		benchTunnel = &pcapgen.Tunnel{Kind: pcapgen.VXLAN, Client: netip.MustParseAddr("192.168.7.1"), Server: netip.MustParseAddr("192.168.7.2"), Port: 8472, VNI: 1}
+		defer func() { benchTunnel = nil }()
+		v.pkts, v.err = writeBenchCapture(v.path)
+	})
+	if v.err != nil {
+		b.Fatal(v.err)
+	}
+	benchDecode(b, v.path, v.pkts)
+}
+
+// benchDecode decodes the capture at path (of pkts packets) b.N times and
+// reports per-packet figures; every flow must be HBONE.
+func benchDecode(b *testing.B, path string, benchPkts int) {
 	var flows int
 	var ms0, ms1 runtime.MemStats
 	var peak uint64

@@ -406,11 +406,10 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 	if lt == layers.LinkTypeLinuxSLL2 && len(data) >= 8 {
 		d.iface = binary.BigEndian.Uint32(data[4:8])
 	}
-	if !d.noFast && d.fast(lt, data, ts, length) {
-		return
-	}
 	tcp := d.stats.TCP
-	d.slow(lt, data, ts, length, 0)
+	if d.noFast || !d.fast(lt, data, ts, length, 0) {
+		d.slow(lt, data, ts, length, 0)
+	}
 	if d.encap != 0 && d.stats.TCP != tcp {
 		d.stats.Encapsulated++
 		if d.encap != d.lastEncap {
@@ -422,7 +421,7 @@ func (d *Decoder) raw(lt layers.LinkType, data []byte, ts int64, capLen, length 
 // decode decodes the inner packet of an encapsulation (depth is how many
 // encapsulations were opened).
 func (d *Decoder) decode(lt layers.LinkType, data []byte, ts int64, length, depth int) {
-	if !d.noFast && d.fast(lt, data, ts, length) {
+	if !d.noFast && d.fast(lt, data, ts, length, depth) {
 		return
 	}
 	d.slow(lt, data, ts, length, depth)
@@ -546,7 +545,7 @@ type tcpSeg struct {
 // nothing but d.seg, for anything else (VLAN tags, IP options, fragments,
 // other protocols, malformed or cut headers), which gopacket then decodes;
 // for what it accepts it gives the same result as the gopacket path.
-func (d *Decoder) fast(lt layers.LinkType, data []byte, ts int64, length int) bool {
+func (d *Decoder) fast(lt layers.LinkType, data []byte, ts int64, length, depth int) bool {
 	var ip []byte
 	v6 := false
 	switch lt {
@@ -587,22 +586,26 @@ func (d *Decoder) fast(lt layers.LinkType, data []byte, ts int64, length int) bo
 	s := &d.seg
 	var seg []byte
 	if !v6 {
-		if len(ip) < 20 || ip[0] != 0x45 || ip[9] != 6 || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
+		if len(ip) < 20 || ip[0] != 0x45 || binary.BigEndian.Uint16(ip[6:8])&0x3fff != 0 {
 			return false
 		}
-		length := int(binary.BigEndian.Uint16(ip[2:4]))
-		if length < 20 {
+		total := int(binary.BigEndian.Uint16(ip[2:4]))
+		if total < 20 {
 			return false
 		}
-		if length < len(ip) {
-			ip = ip[:length]
+		if total < len(ip) {
+			ip = ip[:total]
+		}
+		if ip[9] != 6 {
+			// VXLAN and Geneve over plain IPv4 skip gopacket's layers too.
+			return ip[9] == 17 && d.fastUDPTunnel(ip[20:], ts, length, depth)
 		}
 		seg = ip[20:]
 		s.v4 = true
 		s.s0, s.d0 = 0, 0
 		s.s1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(ip[12:16]))
 		s.d1 = 0xffff<<32 | uint64(binary.BigEndian.Uint32(ip[16:20]))
-		s.segLen = length - 20
+		s.segLen = total - 20
 	} else {
 		if len(ip) < 40 || ip[0]>>4 != 6 || ip[6] != 6 {
 			return false

@@ -203,6 +203,20 @@ func (d *Decoder) tunnel(proto layers.IPProtocol, b []byte, ts int64, length, de
 	return true
 }
 
+// fastUDPTunnel takes a UDP datagram of the hand-written parser: true when
+// it was a VXLAN or Geneve packet and has been handled (as tunnel does);
+// false leaves it to gopacket's path, which counts it.
+func (d *Decoder) fastUDPTunnel(udp []byte, ts int64, length, depth int) bool {
+	if len(udp) < 8 {
+		return false
+	}
+	sp, dp := binary.BigEndian.Uint16(udp[0:2]), binary.BigEndian.Uint16(udp[2:4])
+	if !d.vxlanPort(dp) && !d.vxlanPort(sp) && dp != portGeneve && sp != portGeneve {
+		return false
+	}
+	return d.tunnel(layers.IPProtocolUDP, udp, ts, length, depth)
+}
+
 // geneve opens a Geneve header (RFC 8926) by hand: gopacket's layer
 // allocates for every option.
 func geneve(b []byte) ([]byte, layers.LinkType, bool) {
