@@ -131,6 +131,11 @@ type Stats struct {
 	// Geneve port, GRE, IP in IP) whose inner packet could not be opened:
 	// cut short, an unknown inner protocol, or nested too deep.
 	EncapUndecodable uint64 `json:"encapUndecodable,omitempty"`
+	// VXLANLike counts UDP datagrams that look like VXLAN on a port not read
+	// as VXLAN (counted in NonTCP too); VXLANLikePorts lists those ports
+	// (at most 8), for Options.VXLANPorts.
+	VXLANLike      uint64   `json:"vxlanLike,omitempty"`
+	VXLANLikePorts []uint16 `json:"vxlanLikePorts,omitempty"`
 	// InputError is set when the capture ended with a damaged or cut record;
 	// the packets before it were decoded.
 	InputError string `json:"inputError,omitempty"`
@@ -769,6 +774,8 @@ func (d *Decoder) Stats() Stats {
 	s := d.stats
 	s.Flows = len(d.order)
 	s.LinkTypes = append([]string(nil), d.stats.LinkTypes...)
+	s.Encapsulations = append([]string(nil), d.stats.Encapsulations...)
+	s.VXLANLikePorts = append([]uint16(nil), d.stats.VXLANLikePorts...)
 	return s
 }
 

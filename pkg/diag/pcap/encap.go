@@ -156,6 +156,7 @@ func (d *Decoder) tunnel(proto layers.IPProtocol, b []byte, ts int64, length, de
 			}
 			kind = encGeneve
 		default:
+			d.noteVXLANLike(dp, payload)
 			return false
 		}
 	case layers.IPProtocolGRE:
@@ -335,4 +336,33 @@ func (d *Decoder) viewCopy(r *viewRings, dir int, seq, ack, n uint32, view uint6
 		}
 	}
 	return same < other
+}
+
+// maxUnopenedPorts bounds the ports Stats.VXLANLikePorts lists.
+const maxUnopenedPorts = 8
+
+// noteVXLANLike counts a UDP datagram on a port not read as VXLAN whose
+// payload looks like VXLAN (only the I flag set, reserved bytes zero, an
+// Ethernet frame of IP, ARP or VLAN inside), so a report can name the
+// port to add (Options.VXLANPorts).
+func (d *Decoder) noteVXLANLike(dp uint16, b []byte) {
+	if len(b) < 8+14 || b[0] != 0x08 || b[1]|b[2]|b[3]|b[7] != 0 {
+		return
+	}
+	switch binary.BigEndian.Uint16(b[8+12 : 8+14]) {
+	case 0x0800, 0x86dd, 0x0806, 0x8100:
+	default:
+		return
+	}
+	d.stats.VXLANLike++
+	// Both directions send to the tunnel's port; the source port is a hash.
+	port := dp
+	for _, p := range d.stats.VXLANLikePorts {
+		if p == port {
+			return
+		}
+	}
+	if len(d.stats.VXLANLikePorts) < maxUnopenedPorts {
+		d.stats.VXLANLikePorts = append(d.stats.VXLANLikePorts, port)
+	}
 }

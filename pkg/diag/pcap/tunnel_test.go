@@ -173,3 +173,25 @@ func tsharkConversations(t *testing.T, path string) []string {
 	slices.Sort(convs)
 	return convs
 }
+
+// TestVXLANOnAnUnknownPort: VXLAN on a port the decoder was not told about
+// is not opened, but the stats name the port so a report can say which
+// option to add.
+func TestVXLANOnAnUnknownPort(t *testing.T) {
+	recordings(t)
+	tc := tunnelCase{tunnel: &pcapgen.Tunnel{Kind: pcapgen.VXLAN, Client: underA, Server: underB, Port: testExtraVXLANPort, VNI: 9}}
+	b := writeTunnelCapture(t, tc, 0)
+	d, flows := decodeBytes(t, b)
+	st := d.Stats()
+	if len(flows) != 0 || st.TCP != 0 || st.NonTCP != st.Packets {
+		t.Fatalf("%d flows, stats %+v: nothing should be opened", len(flows), st)
+	}
+	if st.VXLANLike != st.Packets || !slices.Equal(st.VXLANLikePorts, []uint16{testExtraVXLANPort}) {
+		t.Errorf("VXLAN-like %d of %d packets, ports %v; want all, on [%d]", st.VXLANLike, st.Packets, st.VXLANLikePorts, testExtraVXLANPort)
+	}
+	// Geneve is opened as Geneve, never counted as VXLAN-like.
+	d2, _ := decodeBytes(t, writeTunnelCapture(t, tunnelCase{tunnel: &pcapgen.Tunnel{Kind: pcapgen.Geneve, Client: underA, Server: underB}}, 0))
+	if st := d2.Stats(); st.VXLANLike != 0 {
+		t.Errorf("Geneve counted as VXLAN-like: %+v", st)
+	}
+}
