@@ -3,6 +3,7 @@ package pcap
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -32,6 +33,7 @@ type tunnelCase struct {
 	twice      bool // each packet also bare (tcpdump -i any)
 	encap      string
 	opts       Options
+	fixture    string // kept in testdata when set
 }
 
 func tunnelCases() []tunnelCase {
@@ -39,20 +41,20 @@ func tunnelCases() []tunnelCase {
 		return &pcapgen.Tunnel{Kind: k, Client: underA, Server: underB, Port: port, VNI: 42}
 	}
 	return []tunnelCase{
-		{name: "vxlan 4789", tunnel: tun(pcapgen.VXLAN, 0), encap: "vxlan"},
+		{name: "vxlan 4789", tunnel: tun(pcapgen.VXLAN, 0), encap: "vxlan", fixture: "testdata/tunnel-vxlan4789.pcap"},
 		{name: "vxlan 8472 ipv6 inside", tunnel: tun(pcapgen.VXLAN, 8472), v6: true, encap: "vxlan"},
 		{name: "vxlan on an extra port", tunnel: tun(pcapgen.VXLAN, testExtraVXLANPort), encap: "vxlan", opts: Options{VXLANPorts: []uint16{testExtraVXLANPort}}},
 		{name: "vxlan in a vlan", tunnel: tun(pcapgen.VXLAN, 0), vlan: 7, encap: "vlan+vxlan"},
-		{name: "geneve", tunnel: tun(pcapgen.Geneve, 0), encap: "geneve"},
-		{name: "gre ipv4", tunnel: tun(pcapgen.GRE, 0), encap: "gre"},
+		{name: "geneve", tunnel: tun(pcapgen.Geneve, 0), encap: "geneve", fixture: "testdata/tunnel-geneve.pcap"},
+		{name: "gre ipv4", tunnel: tun(pcapgen.GRE, 0), encap: "gre", fixture: "testdata/tunnel-gre.pcap"},
 		{name: "gre ipv6", tunnel: tun(pcapgen.GRE, 0), v6: true, encap: "gre"},
 		{name: "gre ethernet", tunnel: tun(pcapgen.GRETEB, 0), encap: "gre"},
-		{name: "erspan ii", tunnel: tun(pcapgen.ERSPANII, 0), encap: "erspan"},
-		{name: "erspan iii", tunnel: tun(pcapgen.ERSPANIII, 0), encap: "erspan"},
-		{name: "ipip", tunnel: tun(pcapgen.IPIP, 0), encap: "ipip"},
-		{name: "6in4", tunnel: tun(pcapgen.SixInFour, 0), v6: true, encap: "6in4"},
+		{name: "erspan ii", tunnel: tun(pcapgen.ERSPANII, 0), encap: "erspan", fixture: "testdata/tunnel-erspan2.pcap"},
+		{name: "erspan iii", tunnel: tun(pcapgen.ERSPANIII, 0), encap: "erspan", fixture: "testdata/tunnel-erspan3.pcap"},
+		{name: "ipip", tunnel: tun(pcapgen.IPIP, 0), encap: "ipip", fixture: "testdata/tunnel-ipip.pcap"},
+		{name: "6in4", tunnel: tun(pcapgen.SixInFour, 0), v6: true, encap: "6in4", fixture: "testdata/tunnel-6in4.pcap"},
 		{name: "vlan", vlan: 100, encap: "vlan"},
-		{name: "qinq", vlan: 100, qinq: 200, encap: "vlan+vlan"},
+		{name: "qinq", vlan: 100, qinq: 200, encap: "vlan+vlan", fixture: "testdata/tunnel-qinq.pcap"},
 		{name: "vxlan seen twice", tunnel: tun(pcapgen.VXLAN, 8472), twice: true, encap: "vxlan"},
 	}
 }
@@ -90,47 +92,78 @@ func TestTunnels(t *testing.T) {
 	for _, tc := range tunnelCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			b := writeTunnelCapture(t, tc, 0)
-			path := writeTemp(t, "tunnel.pcap", b)
-			d := NewDecoderWith(tc.opts)
-			if err := d.ReadAll(t.Context(), bytes.NewReader(b)); err != nil {
-				t.Fatal(err)
-			}
-			flows := d.Flows()
-			st := d.Stats()
-			if len(flows) != 2 {
-				t.Fatalf("%d flows, want 2 (stats %+v): %+v", len(flows), st, flows)
-			}
-			hb, pl := flows[0], flows[1]
-			if hb.Class != ClassHBONE || pl.Class != ClassPlaintext {
-				t.Errorf("classes %s and %s, want hbone and plaintext (notes %q %q)", hb.Class, pl.Class, hb.Notes, pl.Notes)
-			}
-			for _, f := range flows {
-				if f.Encap != tc.encap {
-					t.Errorf("%s -> %s: encap %q, want %q", f.Client, f.Server, f.Encap, tc.encap)
-				}
-				if f.Retransmissions != 0 {
-					t.Errorf("%s -> %s: %d retransmissions, want 0 (the second view is not one)", f.Client, f.Server, f.Retransmissions)
-				}
-				if tc.twice && f.DuplicateViews != f.Packets {
-					t.Errorf("%s -> %s: %d duplicate views of %d packets, want every packet seen twice", f.Client, f.Server, f.DuplicateViews, f.Packets)
+			if tc.fixture != "" && os.Getenv("KAMB_UPDATE_FIXTURES") == "1" {
+				if err := os.WriteFile(tc.fixture, b, 0o644); err != nil {
+					t.Fatal(err)
 				}
 			}
-			if !hb.ServerHello || hb.KeyShareGroup != 0x11ec {
-				t.Errorf("hbone flow: ServerHello %v group %s", hb.ServerHello, GroupName(hb.KeyShareGroup))
-			}
-			if st.NonTCP != 0 || st.Undecodable != 0 || st.EncapUndecodable != 0 {
-				t.Errorf("stats %+v: every packet should open", st)
-			}
-			if !slices.Contains(st.Encapsulations, tc.encap) {
-				t.Errorf("stats encapsulations %q lack %q", st.Encapsulations, tc.encap)
-			}
-			// The oracle: tshark's TCP conversations and ServerHellos.
-			if got, want := flowConversations(flows), tsharkConversations(t, path); !slices.Equal(got, want) {
-				t.Errorf("conversations: decoder %q, tshark %q", got, want)
-			}
-			checkServerHellos(t, path, flows)
+			checkTunnelCapture(t, tc, b)
 		})
 	}
+}
+
+// TestTunnelFixtures checks the synthetic tunnel captures kept in testdata
+// (written by TestTunnels with KAMB_UPDATE_FIXTURES=1) for tools and
+// commands that read capture files.
+func TestTunnelFixtures(t *testing.T) {
+	requireTshark(t)
+	for _, tc := range tunnelCases() {
+		if tc.fixture == "" {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := os.ReadFile(tc.fixture)
+			if err != nil {
+				t.Fatalf("fixture: %v (KAMB_UPDATE_FIXTURES=1 go test -run TestTunnels ./pkg/diag/pcap writes it)", err)
+			}
+			checkTunnelCapture(t, tc, b)
+		})
+	}
+}
+
+// checkTunnelCapture decodes a capture of one HBONE and one plaintext
+// connection inside tc's encapsulation and checks it against tshark.
+func checkTunnelCapture(t *testing.T, tc tunnelCase, b []byte) {
+	t.Helper()
+	path := writeTemp(t, "tunnel.pcap", b)
+	d := NewDecoderWith(tc.opts)
+	if err := d.ReadAll(t.Context(), bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	flows := d.Flows()
+	st := d.Stats()
+	if len(flows) != 2 {
+		t.Fatalf("%d flows, want 2 (stats %+v): %+v", len(flows), st, flows)
+	}
+	hb, pl := flows[0], flows[1]
+	if hb.Class != ClassHBONE || pl.Class != ClassPlaintext {
+		t.Errorf("classes %s and %s, want hbone and plaintext (notes %q %q)", hb.Class, pl.Class, hb.Notes, pl.Notes)
+	}
+	for _, f := range flows {
+		if f.Encap != tc.encap {
+			t.Errorf("%s -> %s: encap %q, want %q", f.Client, f.Server, f.Encap, tc.encap)
+		}
+		if f.Retransmissions != 0 {
+			t.Errorf("%s -> %s: %d retransmissions, want 0 (the second view is not one)", f.Client, f.Server, f.Retransmissions)
+		}
+		if tc.twice && f.DuplicateViews != f.Packets {
+			t.Errorf("%s -> %s: %d duplicate views of %d packets, want every packet seen twice", f.Client, f.Server, f.DuplicateViews, f.Packets)
+		}
+	}
+	if !hb.ServerHello || hb.KeyShareGroup != 0x11ec {
+		t.Errorf("hbone flow: ServerHello %v group %s", hb.ServerHello, GroupName(hb.KeyShareGroup))
+	}
+	if st.NonTCP != 0 || st.Undecodable != 0 || st.EncapUndecodable != 0 {
+		t.Errorf("stats %+v: every packet should open", st)
+	}
+	if !slices.Contains(st.Encapsulations, tc.encap) {
+		t.Errorf("stats encapsulations %q lack %q", st.Encapsulations, tc.encap)
+	}
+	// The oracle: tshark's TCP conversations and ServerHellos.
+	if got, want := flowConversations(flows), tsharkConversations(t, path); !slices.Equal(got, want) {
+		t.Errorf("conversations: decoder %q, tshark %q", got, want)
+	}
+	checkServerHellos(t, path, flows)
 }
 
 // flowConversations lists flows as tshark's conversation table names them.
