@@ -3,9 +3,13 @@ package pcap
 import (
 	"bytes"
 	"crypto/tls"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 
@@ -25,11 +29,75 @@ func recordWith(t *testing.T, adjust func(cli, srv *tls.Config)) pcapgen.Convers
 	y, _ := ca.Issue("b", "y")
 	cli, srv := ca.ClientConfig(x, ca.SPIFFEID("b", "y")), ca.ServerConfig(y)
 	adjust(cli, srv)
-	c, err := hbonesim.RecordTLS(cli, srv, []byte("hello"))
+	return recordLoopback(t, cli, srv)
+}
+
+// tap records every write of one side of a connection.
+type tap struct {
+	net.Conn
+	mu     *sync.Mutex
+	out    *pcapgen.Conversation
+	client bool
+}
+
+func (c *tap) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	*c.out = append(*c.out, pcapgen.Chunk{FromClient: c.client, Data: append([]byte(nil), p...)})
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// recordLoopback runs a real TLS handshake and one echo over a loopback
+// TCP connection (buffered, unlike net.Pipe, so both sides may write at
+// once, as a HelloRetryRequest exchange does) and returns the writes.
+func recordLoopback(t *testing.T, cli, srv *tls.Config) pcapgen.Conversation {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("record TLS: %v", err)
+		t.Fatal(err)
 	}
-	return conv(c)
+	defer ln.Close()
+	var (
+		mu  sync.Mutex
+		out pcapgen.Conversation
+	)
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		tc := tls.Server(&tap{Conn: c, mu: &mu, out: &out}, srv)
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(tc, buf); err != nil {
+			done <- err
+			return
+		}
+		_, err = tc.Write(buf)
+		done <- err
+	}()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(&tap{Conn: c, mu: &mu, out: &out, client: true}, cli)
+	if _, err := tc.Write([]byte("hello")); err != nil {
+		t.Fatalf("TLS client: %v", err)
+	}
+	if _, err := io.ReadFull(tc, make([]byte, 5)); err != nil {
+		t.Fatalf("TLS client read: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("TLS server: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return out
 }
 
 // writeConvMSS is writeConv with a chosen segment size.
@@ -59,6 +127,12 @@ func TestHandshakeTruth(t *testing.T) {
 		srv.MinVersion = tls.VersionTLS12
 		cli.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}
 	})
+	// The client sends a key share for X25519 only; the server accepts
+	// only P-256: a HelloRetryRequest, then a second ClientHello.
+	retry := recordWith(t, func(cli, srv *tls.Config) {
+		cli.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+		srv.CurvePreferences = []tls.CurveID{tls.CurveP256}
+	})
 	tests := []struct {
 		name       string
 		conv       pcapgen.Conversation
@@ -67,6 +141,7 @@ func TestHandshakeTruth(t *testing.T) {
 		version    uint16
 		group      uint16
 		spansHello bool // the ClientHello needs more than one segment
+		retry      bool // a HelloRetryRequest: two ClientHellos
 	}{
 		// Go's default key shares are X25519MLKEM768 and X25519: the hybrid
 		// ClientHello is larger than one 1448-byte segment.
@@ -74,6 +149,7 @@ func TestHandshakeTruth(t *testing.T) {
 		{name: "hellos in 100-byte segments", conv: recHBONE, mss: 100, pq: true, version: 0x0304, group: 0x11ec, spansHello: true},
 		{name: "classical x25519", conv: x25519Only, mss: 1448, version: 0x0304, group: 0x001d},
 		{name: "tls 1.2", conv: tls12, mss: 1448, version: 0x0303},
+		{name: "hello retry request", conv: retry, mss: 1448, version: 0x0304, group: 0x0017, retry: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,6 +162,9 @@ func TestHandshakeTruth(t *testing.T) {
 			f := oneFlow(t, flows)
 			if checkServerHellos(t, path, flows) != 1 {
 				t.Fatalf("want one ServerHello")
+			}
+			if want := map[bool]int{false: 1, true: 2}[tt.retry]; f.ClientHellos != want || f.ServerHellos != 1 {
+				t.Errorf("hellos %d/%d, want %d/1", f.ClientHellos, f.ServerHellos, want)
 			}
 			if !f.ServerHello || f.NegotiatedVersion != tt.version || f.KeyShareGroup != tt.group {
 				t.Errorf("ServerHello %v version %#04x group %#04x, want true %#04x %#04x", f.ServerHello, f.NegotiatedVersion, f.KeyShareGroup, tt.version, tt.group)
@@ -111,12 +190,12 @@ func TestHandshakeTruth(t *testing.T) {
 // checkOfferedGroups compares the ClientHello's supported_groups with tshark's.
 func checkOfferedGroups(t *testing.T, path string, f Flow) {
 	t.Helper()
-	rows := tsharkFields(t, path, "tls.handshake.type==1", "tls.handshake.extensions_supported_group")
-	if len(rows) != 1 {
-		t.Fatalf("tshark saw %d ClientHellos, want 1", len(rows))
-	}
 	args := append(tsharkArgs(path), "-Y", "tls.handshake.type==1", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "tls.handshake.extensions_supported_group")
-	rows = runTshark(t, args)
+	rows := runTshark(t, args)
+	if len(rows) != f.ClientHellos {
+		t.Fatalf("tshark saw %d ClientHellos, the decoder %d", len(rows), f.ClientHellos)
+	}
+	rows = rows[len(rows)-1:] // the decoder keeps the last (after a retry)
 	var want []uint16
 	for _, v := range strings.Split(rows[0][0], ",") {
 		if g := parseHex16(t, v); !isGREASE(g) {

@@ -85,10 +85,13 @@ type oracleHello struct {
 	version        uint16
 }
 
+// helloRetryFilter leaves out HelloRetryRequests (their random is fixed).
+const helloRetryFilter = "tls.handshake.type==2 && !(tls.handshake.random == cf:21:ad:74:e5:9a:61:11:be:1d:8c:02:1e:65:b8:91:c2:a2:11:16:7a:bb:8c:5e:07:9e:09:e2:c8:a8:33:9c)"
+
 // tsharkServerHellos lists every ServerHello that is not a retry request.
 func tsharkServerHellos(t *testing.T, path string) []oracleHello {
 	t.Helper()
-	rows := tsharkFields(t, path, "tls.handshake.type==2",
+	rows := tsharkFields(t, path, helloRetryFilter,
 		"ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
 		"tls.handshake.ciphersuite", "tls.handshake.extensions_key_share_group", "tls.handshake.extensions.supported_version")
 	var out []oracleHello
