@@ -228,3 +228,41 @@ func TestVXLANOnAnUnknownPort(t *testing.T) {
 		t.Errorf("Geneve counted as VXLAN-like: %+v", st)
 	}
 }
+
+// TestRetransmissionSeenTwice: with every packet seen bare and in VXLAN, a
+// real retransmission (the same segment sent again) is one retransmission,
+// and each second view is dropped, not counted as one.
+func TestRetransmissionSeenTwice(t *testing.T) {
+	recordings(t)
+	var buf bytes.Buffer
+	w, err := pcapgen.NewWriter(&buf, layers.LinkTypeEthernet, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Tunnel = &pcapgen.Tunnel{Kind: pcapgen.VXLAN, Client: underA, Server: underB, Port: 8472, VNI: 3}
+	w.Twice = true
+	c := pcapgen.NewConn(plain4, app4)
+	if err := w.Handshake(c); err != nil {
+		t.Fatal(err)
+	}
+	req := recPlain[0].Data
+	seq := c.Seq(true)
+	if err := w.Send(c, true, req); err != nil {
+		t.Fatal(err)
+	}
+	// The same bytes again, as a retransmission timer would send them.
+	if err := w.Segment(c, true, seq, pcapgen.Flags{ACK: true, PSH: true}, req, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(c); err != nil {
+		t.Fatal(err)
+	}
+	d, flows := decodeBytes(t, buf.Bytes())
+	f := oneFlow(t, flows)
+	if f.Retransmissions != 1 || f.DuplicateViews != f.Packets || f.Packets != 8 {
+		t.Errorf("retransmissions %d, duplicate views %d of %d packets; want 1, all, 8 (stats %+v)", f.Retransmissions, f.DuplicateViews, f.Packets, d.Stats())
+	}
+	if f.Class != ClassPlaintext || f.Encap != "vxlan" || !strings.Contains(strings.Join(f.Notes, ";"), "both unencapsulated and inside vxlan") {
+		t.Errorf("class %s encap %q notes %q", f.Class, f.Encap, f.Notes)
+	}
+}
