@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"sort"
-	"strings"
 )
 
 // payloadKind is what the first payload bytes of one direction looked like.
@@ -511,9 +510,17 @@ var textGreetings = []string{"220 ", "220-", "* OK", "+OK", "EHLO ", "HELO ", "L
 
 // startTLSCommand finds a command that switches a text protocol to TLS.
 func startTLSCommand(b []byte) bool {
-	n := min(len(b), 64)
-	s := strings.ToUpper(string(b[:n]))
-	return strings.Contains(s, "STARTTLS") || strings.HasPrefix(s, "STLS") || strings.HasPrefix(s, "AUTH TLS") || strings.HasPrefix(s, "AUTH SSL")
+	// Upper-cased into a stack buffer: no allocation per segment.
+	var buf [64]byte
+	u := buf[:min(len(b), len(buf))]
+	for i := range u {
+		c := b[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		u[i] = c
+	}
+	return bytes.Contains(u, []byte("STARTTLS")) || hasPrefix(u, "STLS") || hasPrefix(u, "AUTH TLS") || hasPrefix(u, "AUTH SSL")
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
