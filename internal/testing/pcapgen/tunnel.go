@@ -25,8 +25,9 @@ const (
 	SixInFour                       // IPv6 in IPv4
 )
 
-// Tunnel describes the underlay: Client and Server are the outer IPv4
-// addresses on the client's and the server's side.
+// Tunnel describes the underlay: Client and Server are the outer addresses
+// (both IPv4 or both IPv6) on the client's and the server's side. IPIP over
+// an IPv6 underlay is IPv4 in IPv6, SixInFour is then IPv6 in IPv6.
 type Tunnel struct {
 	Kind           TunnelKind
 	Client, Server netip.Addr
@@ -38,8 +39,8 @@ type Tunnel struct {
 // the outer layers and their EtherType.
 func (w *Writer) wrap(ls []gopacket.SerializableLayer, ethType layers.EthernetType, fromClient bool, opts gopacket.SerializeOptions) ([]gopacket.SerializableLayer, layers.EthernetType, error) {
 	t := w.Tunnel
-	if !t.Client.Is4() || !t.Server.Is4() {
-		return nil, 0, fmt.Errorf("pcapgen: tunnel underlay must be IPv4, got %s and %s", t.Client, t.Server)
+	if t.Client.Is4() != t.Server.Is4() {
+		return nil, 0, fmt.Errorf("pcapgen: tunnel underlay mixes IPv4 and IPv6: %s and %s", t.Client, t.Server)
 	}
 	src, dst := t.Client, t.Server
 	if !fromClient {
@@ -57,11 +58,12 @@ func (w *Writer) wrap(ls []gopacket.SerializableLayer, ethType layers.EthernetTy
 		return nil, 0, err
 	}
 	inner := gopacket.Payload(append([]byte(nil), w.inner.Bytes()...))
-	outer := &layers.IPv4{Version: 4, TTL: 64, SrcIP: src.AsSlice(), DstIP: dst.AsSlice(), Flags: layers.IPv4DontFragment}
-	out := []gopacket.SerializableLayer{outer}
+	outer := &outerIP{v4: layers.IPv4{Version: 4, TTL: 64, SrcIP: src.AsSlice(), DstIP: dst.AsSlice(), Flags: layers.IPv4DontFragment},
+		v6: layers.IPv6{Version: 6, HopLimit: 64, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}, is6: src.Is6()}
+	out := []gopacket.SerializableLayer{outer.layer()}
 	switch t.Kind {
 	case VXLAN, Geneve:
-		outer.Protocol = layers.IPProtocolUDP
+		outer.setProto(layers.IPProtocolUDP)
 		port := t.Port
 		if port == 0 {
 			port = 4789
@@ -72,37 +74,59 @@ func (w *Writer) wrap(ls []gopacket.SerializableLayer, ethType layers.EthernetTy
 			hdr = geneveHeader(t.VNI)
 		}
 		udp := &layers.UDP{SrcPort: layers.UDPPort(49152 + t.VNI%1000), DstPort: layers.UDPPort(port)}
-		if err := udp.SetNetworkLayerForChecksum(outer); err != nil {
+		if err := udp.SetNetworkLayerForChecksum(outer.layer().(gopacket.NetworkLayer)); err != nil {
 			return nil, 0, err
 		}
 		out = append(out, udp, hdr)
 	case GRE, GRETEB:
-		outer.Protocol = layers.IPProtocolGRE
+		outer.setProto(layers.IPProtocolGRE)
 		proto := ethType
 		if t.Kind == GRETEB {
 			proto = layers.EthernetTypeTransparentEthernetBridging
 		}
 		out = append(out, &layers.GRE{KeyPresent: true, Key: t.VNI, Protocol: proto})
 	case ERSPANII:
-		outer.Protocol = layers.IPProtocolGRE
+		outer.setProto(layers.IPProtocolGRE)
 		w.seq++
 		out = append(out, &layers.GRE{SeqPresent: true, Seq: w.seq, Protocol: layers.EthernetTypeERSPAN},
 			&layers.ERSPANII{Version: 1, SessionID: uint16(t.VNI & 0x3ff), Index: 1})
 	case ERSPANIII:
-		outer.Protocol = layers.IPProtocolGRE
+		outer.setProto(layers.IPProtocolGRE)
 		w.seq++
 		out = append(out, &layers.GRE{SeqPresent: true, Seq: w.seq, Protocol: 0x22eb}, erspan3Header(uint16(t.VNI&0x3ff), w.seq))
 	case IPIP:
-		outer.Protocol = layers.IPProtocolIPv4
+		outer.setProto(layers.IPProtocolIPv4)
 	case SixInFour:
-		outer.Protocol = layers.IPProtocolIPv6
+		outer.setProto(layers.IPProtocolIPv6)
 	default:
 		return nil, 0, fmt.Errorf("pcapgen: tunnel kind %d not supported", t.Kind)
 	}
 	if (t.Kind == IPIP) != (ethType == layers.EthernetTypeIPv4) && (t.Kind == IPIP || t.Kind == SixInFour) {
 		return nil, 0, fmt.Errorf("pcapgen: inner IP version does not match tunnel kind %d", t.Kind)
 	}
-	return append(out, inner), layers.EthernetTypeIPv4, nil
+	outerType := layers.EthernetTypeIPv4
+	if outer.is6 {
+		outerType = layers.EthernetTypeIPv6
+	}
+	return append(out, inner), outerType, nil
+}
+
+// outerIP is the underlay header, IPv4 or IPv6.
+type outerIP struct {
+	v4  layers.IPv4
+	v6  layers.IPv6
+	is6 bool
+}
+
+func (o *outerIP) layer() gopacket.SerializableLayer {
+	if o.is6 {
+		return &o.v6
+	}
+	return &o.v4
+}
+
+func (o *outerIP) setProto(p layers.IPProtocol) {
+	o.v4.Protocol, o.v6.NextHeader = p, p
 }
 
 // geneveHeader is a Geneve header (RFC 8926) carrying Ethernet, with one

@@ -91,24 +91,22 @@ const helloRetryFilter = "tls.handshake.type==2 && !(tls.handshake.random == cf:
 // tsharkServerHellos lists every ServerHello that is not a retry request.
 func tsharkServerHellos(t *testing.T, path string) []oracleHello {
 	t.Helper()
+	// The Source and Destination columns hold the innermost IP header's
+	// addresses (each IP layer overwrites them).
 	rows := tsharkFields(t, path, helloRetryFilter,
-		"ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
+		"_ws.col.Source", "tcp.srcport", "_ws.col.Destination", "tcp.dstport",
 		"tls.handshake.ciphersuite", "tls.handshake.extensions_key_share_group", "tls.handshake.extensions.supported_version")
 	var out []oracleHello
 	for _, r := range rows {
-		if len(r) < 9 {
+		if len(r) < 7 {
 			t.Fatalf("tshark row %q", r)
 		}
-		src, dst := r[0], r[3]
-		if r[1] != "" { // an IPv6 header is innermost only when IPv4 carries it (6in4) or there is no IPv4
-			src, dst = r[1], r[4]
-		}
 		h := oracleHello{
-			server:  netip.MustParseAddrPort(joinHostPort(src, r[2])),
-			client:  netip.MustParseAddrPort(joinHostPort(dst, r[5])),
-			cipher:  parseHex16(t, r[6]),
-			group:   parseHex16(t, r[7]),
-			version: parseHex16(t, r[8]),
+			server:  netip.MustParseAddrPort(joinHostPort(r[0], r[1])),
+			client:  netip.MustParseAddrPort(joinHostPort(r[2], r[3])),
+			cipher:  parseHex16(t, r[4]),
+			group:   parseHex16(t, r[5]),
+			version: parseHex16(t, r[6]),
 		}
 		out = append(out, h)
 	}

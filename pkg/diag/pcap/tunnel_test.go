@@ -16,11 +16,13 @@ import (
 )
 
 var (
-	underA = netip.MustParseAddr("192.168.50.1")
-	underB = netip.MustParseAddr("192.168.50.2")
-	plain4 = netip.MustParseAddrPort("10.99.0.3:40003")
-	plain6 = netip.MustParseAddrPort("[fd00:99::3]:40004")
-	app6   = netip.MustParseAddrPort("[fd00:99::2]:8080")
+	underA  = netip.MustParseAddr("192.168.50.1")
+	underB  = netip.MustParseAddr("192.168.50.2")
+	under6A = netip.MustParseAddr("fd00:50::1")
+	under6B = netip.MustParseAddr("fd00:50::2")
+	plain4  = netip.MustParseAddrPort("10.99.0.3:40003")
+	plain6  = netip.MustParseAddrPort("[fd00:99::3]:40004")
+	app6    = netip.MustParseAddrPort("[fd00:99::2]:8080")
 )
 
 // tunnelCase is one synthetic capture: an HBONE connection and a plaintext
@@ -55,6 +57,10 @@ func tunnelCases() []tunnelCase {
 		{name: "6in4", tunnel: tun(pcapgen.SixInFour, 0), v6: true, encap: "6in4", fixture: "testdata/tunnel-6in4.pcap"},
 		{name: "vlan", vlan: 100, encap: "vlan"},
 		{name: "qinq", vlan: 100, qinq: 200, encap: "vlan+vlan", fixture: "testdata/tunnel-qinq.pcap"},
+		{name: "vxlan over an ipv6 underlay", tunnel: &pcapgen.Tunnel{Kind: pcapgen.VXLAN, Client: under6A, Server: under6B, VNI: 5}, encap: "vxlan"},
+		{name: "gre over an ipv6 underlay", tunnel: &pcapgen.Tunnel{Kind: pcapgen.GRE, Client: under6A, Server: under6B, VNI: 5}, v6: true, encap: "gre"},
+		{name: "4in6", tunnel: &pcapgen.Tunnel{Kind: pcapgen.IPIP, Client: under6A, Server: under6B}, encap: "4in6"},
+		{name: "ip6ip6", tunnel: &pcapgen.Tunnel{Kind: pcapgen.SixInFour, Client: under6A, Server: under6B}, v6: true, encap: "ip6ip6"},
 		{name: "vxlan seen twice", tunnel: tun(pcapgen.VXLAN, 8472), twice: true, encap: "vxlan"},
 	}
 }
