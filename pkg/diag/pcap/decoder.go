@@ -60,6 +60,15 @@ type Flow struct {
 	// ClientHellos and ServerHellos count the hellos seen (a retry makes two ClientHellos).
 	ClientHellos int `json:"clientHellos"`
 	ServerHellos int `json:"serverHellos"`
+	// STUB (issue 12, judging branch): the decoder branch fills these in;
+	// the lead keeps the decoder's definitions at merge.
+	ServerHello       bool     `json:"serverHello,omitempty"`
+	NegotiatedVersion uint16   `json:"negotiatedVersion,omitempty"`
+	CipherSuite       uint16   `json:"cipherSuite,omitempty"`
+	KeyShareGroup     uint16   `json:"keyShareGroup,omitempty"`
+	OfferedGroups     []uint16 `json:"offeredGroups,omitempty"`
+	Encap             string   `json:"encap,omitempty"`
+	Preamble          string   `json:"preamble,omitempty"`
 	// Evidence says what made a flow plaintext.
 	Evidence string `json:"evidence,omitempty"`
 	// Notes explain anything that weakens or qualifies the class.
