@@ -29,10 +29,15 @@ var (
 
 // flow is one connection from c to s:port carrying payload bytes.
 func flow(c, s netip.Addr, port uint16, class pcap.Class, payload uint64) pcap.Flow {
-	return pcap.Flow{
+	f := pcap.Flow{
 		Client: netip.AddrPortFrom(c, 40000), Server: netip.AddrPortFrom(s, port),
 		Class: class, PayloadBytes: payload, Packets: 10, Bytes: 1000 + payload,
 	}
+	if class == pcap.ClassHBONE || class == pcap.ClassTLS {
+		// A completed TLS 1.3 handshake: both hellos captured.
+		f.ClientHellos, f.ServerHellos, f.ServerHello, f.TLSVersion, f.NegotiatedVersion = 1, 1, true, "1.3", 0x0304
+	}
+	return f
 }
 
 func scenarioPods() mtls.PodMap {
