@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 )
 
@@ -46,7 +47,7 @@ func TestVerifyMTLSScenarioHelp(t *testing.T) {
 }
 
 func TestPrintScenarioTable(t *testing.T) {
-	res := &scenario.Result{Nodes: []string{"node-a"}, Port: 8080, Cases: []scenario.Case{
+	res := &scenario.Result{Verdict: mtls.OutcomeFail, Nodes: []string{"node-a"}, Port: 8080, Cases: []scenario.Case{
 		{From: "ambient-verify-x/client-same-node", To: "ambient-verify-x/server", FromEnrolled: true, ToEnrolled: true, Placement: scenario.SameNode,
 			Expected: scenario.ExpectHBONE, Observed: "plaintext on 8080", Result: scenario.CaseFail,
 			Reason: "port 8080: app port carried plaintext payload between ambient workloads: traffic bypassed ztunnel"},

@@ -16,7 +16,6 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
 // scenarioCases pairs every client with every server.
@@ -113,8 +112,13 @@ func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kuber
 	for _, p := range pods {
 		list = append(list, *p)
 	}
-	rep := mtls.Judge(live.Flows, mtls.PodMapFromPods(list))
-	rep.Stats = pcap.Stats{Packets: live.Stats.Packets, Undecodable: live.Stats.Undecodable, Flows: len(live.Flows)}
+	stats := live.Stats
+	stats.Flows = len(live.Flows)
+	rep := mtls.JudgeCapture(live.Flows, stats, mtls.PodMapFromPods(list), mtls.Rules{})
+	if len(live.PerNode) > 0 {
+		rep.Nodes = live.PerNode
+		rep.Decide(mtls.Rules{})
+	}
 	return rep, nil
 }
 

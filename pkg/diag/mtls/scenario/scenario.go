@@ -54,6 +54,9 @@ const (
 	CasePass    = "pass"
 	CaseFail    = "fail"
 	CaseSkipped = "skipped"
+	// CaseInconclusive: the capture held nothing that proves or refutes
+	// the case (nothing captured, or a handshake not captured).
+	CaseInconclusive = "inconclusive"
 )
 
 // Placements of a client relative to the server.
@@ -120,7 +123,12 @@ type Result struct {
 	Nodes      []string `json:"nodes"`
 	Port       int      `json:"port"`
 	Cases      []Case   `json:"cases"`
-	// Passed is true when every case that ran matched its expectation.
+	// Verdict is PASS when every case that ran matched its expectation,
+	// FAIL when one did not, INCONCLUSIVE when nothing failed but a case
+	// was not proven; Reasons say why when it is not PASS.
+	Verdict mtls.Outcome `json:"verdict"`
+	Reasons []string     `json:"reasons,omitempty"`
+	// Passed is Verdict == PASS (kept for scripts that read the boolean).
 	Passed bool `json:"passed"`
 	// Capture is the verdict report of everything captured.
 	Capture *mtls.Report `json:"capture,omitempty"`
@@ -208,14 +216,44 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	}
 	res.Capture = judged
 	res.Cases = cases
-	res.Passed = true
 	for i := range res.Cases {
 		judgeCase(&res.Cases[i], judged, uint16(o.Port)) //nolint:gosec // G115: the port is validated to 1-65535
-		if res.Cases[i].Result == CaseFail {
-			res.Passed = false
+	}
+	res.decide()
+	return res, nil
+}
+
+// decide sets the run's verdict from its cases, as verify-mtls does from
+// its rows: a failed case fails the run; otherwise an unproven case makes
+// it INCONCLUSIVE, naming the nodes whose capture saw nothing.
+func (res *Result) decide() {
+	res.Reasons = nil
+	var failed, unproven []string
+	for _, c := range res.Cases {
+		line := c.From + " -> " + c.To + " (" + c.Placement + "): " + c.Reason
+		switch c.Result {
+		case CaseFail:
+			failed = append(failed, line)
+		case CaseInconclusive:
+			unproven = append(unproven, line)
 		}
 	}
-	return res, nil
+	switch {
+	case len(failed) > 0:
+		res.Verdict, res.Reasons = mtls.OutcomeFail, failed
+	case len(unproven) > 0:
+		res.Verdict, res.Reasons = mtls.OutcomeInconclusive, unproven
+		if res.Capture != nil {
+			for _, n := range res.Capture.Nodes {
+				if n.Packets == 0 {
+					res.Reasons = append(res.Reasons, "the capture on node "+n.Node+" saw nothing (0 packets)")
+				}
+			}
+		}
+	default:
+		res.Verdict = mtls.OutcomePass
+	}
+	res.Passed = res.Verdict == mtls.OutcomePass
 }
 
 func (o *Options) defaults() {
