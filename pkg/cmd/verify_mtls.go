@@ -305,6 +305,10 @@ func (o *VerifyMTLSOptions) cleanup(ctx context.Context) error {
 		return kube.Unreachable(o.clients.Config.Host, err)
 	}
 	for _, g := range gone {
+		if ns, ok := strings.CutPrefix(g, "namespace "); ok {
+			fmt.Fprintf(o.streams.Out, "deleted capture namespace %s\n", ns)
+			continue
+		}
 		fmt.Fprintf(o.streams.Out, "deleted capture pod %s\n", g)
 	}
 	if len(gone) == 0 {

@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	res = &Result{Namespaces: []string{mesh, plain}, Port: o.Port, Kept: o.Keep}
 
 	// Refuse before the first write, naming every missing permission.
-	if err := checkAccess(ctx, kc, mesh, plain); err != nil {
+	if err := checkAccess(ctx, kc, mesh, plain, capture.NamespaceName(o.Suffix)); err != nil {
 		return nil, err
 	}
 	if old, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: Label}); err == nil && len(old.Items) > 0 {
@@ -308,7 +308,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 func explain(what string, err error) error {
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity"):
-		return fmt.Errorf("%s: %w; the scenario's namespaces are labelled pod-security.kubernetes.io/enforce=privileged for its capture pods: an admission policy refused that", what, err)
+		return fmt.Errorf("%s: %w; the scenario's pods need no privilege, only its capture pods do (in a capture namespace of their own, labelled privileged): an admission policy refused that; capture on the node and judge with verify-mtls --pcap instead", what, err)
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("%s: %w; verify-mtls scenario needs RBAC to create, list, watch and delete namespaces and pods, create pods/exec, and list nodes (see docs/rbac.md)", what, err)
 	case apierrors.IsAlreadyExists(err):
