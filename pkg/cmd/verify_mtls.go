@@ -421,7 +421,7 @@ func rowTLS(r mtls.Row) string {
 	return orDash(r.TLSVersion)
 }
 
-// rowNegotiated is the negotiated cipher suite and group ("PQ" marks a
+// rowNegotiated is the negotiated cipher suite and group ("(PQ)" marks a
 // post-quantum hybrid), "-" where no ServerHello said.
 func rowNegotiated(r mtls.Row) (string, string) {
 	if r.Negotiated == nil {
@@ -429,7 +429,7 @@ func rowNegotiated(r mtls.Row) (string, string) {
 	}
 	group := orDash(r.Negotiated.Group)
 	if r.Negotiated.PostQuantum {
-		group += " (PQ)"
+		group += "(PQ)" // one word: scripts split the table on blanks
 	}
 	return orDash(r.Negotiated.CipherSuite), group
 }

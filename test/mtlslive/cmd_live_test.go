@@ -197,10 +197,11 @@ func TestLiveCommand(t *testing.T) {
 			}
 			return nil
 		}
-		if f := fields(1); len(f) < 11 || f[0]+" "+f[1]+" "+f[2] != pair || f[3] != "8081" || f[4] != "plaintext" || f[10] != "FAIL" {
+		// PAIR (3 fields) PORT CLASS TLS ALPN CIPHER GROUP FLOWS PACKETS BYTES VERDICT
+		if f := fields(1); len(f) < 13 || f[0]+" "+f[1]+" "+f[2] != pair || f[3] != "8081" || f[4] != "plaintext" || f[12] != "FAIL" {
 			t.Errorf("first row %q, want the failing plaintext row of %s", f, pair)
 		}
-		if f := fields(2); len(f) < 11 || f[3] != "15008" || f[4] != "hbone" || f[10] != "PASS" || !strings.HasSuffix(lines[2], "spiffe://cluster.local/ns/a/sa/x -> "+e.ca.SPIFFEID(e.ns, "server")) {
+		if f := fields(2); len(f) < 13 || f[3] != "15008" || f[4] != "hbone" || f[12] != "PASS" || !strings.HasSuffix(lines[2], "spiffe://cluster.local/ns/a/sa/x -> "+e.ca.SPIFFEID(e.ns, "server")) {
 			t.Errorf("second row %q, want the passing HBONE row with identities", lines[2])
 		}
 		for _, want := range []string{"IDENTITIES", "Certificates held by ztunnel", e.zns + "/" + e.ztunnel, "\nFAIL: "} {
