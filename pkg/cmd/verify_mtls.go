@@ -1,7 +1,10 @@
 package cmd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -298,6 +301,42 @@ type mtlsReport struct{ *mtls.Report }
 
 // PrintTable implements TablePrinter.
 func (r mtlsReport) PrintTable(w io.Writer) error { return printMTLSTable(w, r.Report) }
+
+// WriteJSON implements JSONStreamer: the same bytes as PrintStructured,
+// with the pairs (most of a large report) encoded one at a time, so a
+// capture of 10,000 pairs never holds its whole JSON in memory.
+func (r mtlsReport) WriteJSON(w io.Writer) error {
+	shell := *r.Report
+	shell.Pairs = []mtls.Pair{}
+	var head bytes.Buffer
+	if err := PrintStructured(&head, OutputJSON, shell); err != nil {
+		return err
+	}
+	const marker = "\n  \"pairs\": []"
+	before, after, ok := bytes.Cut(head.Bytes(), []byte(marker))
+	if !ok || len(r.Pairs) == 0 {
+		_, err := w.Write(head.Bytes())
+		return err
+	}
+	// bufio.Writer keeps its first error; Flush returns it.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_, _ = bw.Write(before)
+	_, _ = bw.WriteString("\n  \"pairs\": [")
+	for i := range r.Pairs {
+		b, err := json.MarshalIndent(&r.Pairs[i], "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		_, _ = bw.WriteString("\n    ")
+		_, _ = bw.Write(b)
+	}
+	_, _ = bw.WriteString("\n  ]")
+	_, _ = bw.Write(after)
+	return bw.Flush()
+}
 
 func (o *VerifyMTLSOptions) cleanup(ctx context.Context) error {
 	gone, err := capture.Cleanup(ctx, o.clients.Kube, "")

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -364,6 +365,27 @@ func TestVerifyMTLSConfigDumpJSON(t *testing.T) {
 		_, _, err := runVerify(t, nil, "--pcap", filepath.Join(pcapDir, "good-afpacket.pcap"), "--config-dump", bad)
 		if ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), "config_dump") {
 			t.Errorf("--config-dump %s: %v", bad, err)
+		}
+	}
+}
+
+// The streamed JSON is byte for byte what the plain encoder writes.
+func TestVerifyMTLSStreamedJSON(t *testing.T) {
+	for _, file := range []string{"good-afpacket.pcap", "bad-any-sll2.pcap"} {
+		rep, err := mtls.Verify(context.Background(), mtls.Deps{}, mtls.Config{Pcap: filepath.Join(pcapDir, file), PodsFile: filepath.Join(pcapDir, "pods.yaml"),
+			Rules: mtls.Rules{Expect: []mtls.Expectation{{From: "a/client", To: "b/server"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plain, streamed bytes.Buffer
+		if err := PrintStructured(&plain, OutputJSON, rep); err != nil {
+			t.Fatal(err)
+		}
+		if err := (mtlsReport{rep}).WriteJSON(&streamed); err != nil {
+			t.Fatal(err)
+		}
+		if plain.String() != streamed.String() || len(rep.Pairs) == 0 {
+			t.Errorf("%s: streamed JSON differs from the encoder's:\n%s\nwant\n%s", file, streamed.String(), plain.String())
 		}
 	}
 }
