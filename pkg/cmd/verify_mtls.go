@@ -75,8 +75,9 @@ plaintext, no payload), maps addresses to pods, and judges each workload pair:
     table shows what was offered apart from what was negotiated, with the
     negotiated cipher suite and key-exchange group; ztunnel uses only
     TLS_AES_256_GCM_SHA384 and TLS_AES_128_GCM_SHA256, so any other suite is
-    flagged; post-quantum hybrid groups (X25519MLKEM768) are marked PQ, and
-    --require-pqc fails pairs that negotiated a classical group;
+    flagged; post-quantum hybrid groups (X25519MLKEM768) are marked (PQ), and
+    --require-pqc fails pairs that negotiated a classical group (a group that was
+    not seen is not proven: WARN);
   - a plaintext preamble before TLS (HTTP CONNECT, SOCKS, STARTTLS) between mesh
     workloads is plaintext on the wire: FAIL;
   - expected plaintext is listed apart, not judged: kubelet probes (SNATed from
@@ -455,7 +456,7 @@ func rowTLS(r mtls.Row) string {
 	case r.Negotiated != nil && r.Negotiated.Version != "":
 		return r.Negotiated.Version
 	case r.Handshake == mtls.HandshakeOffered && r.TLSVersion != "":
-		return r.TLSVersion + " offered"
+		return r.TLSVersion + "(offered)" // one word, as (PQ)
 	}
 	return orDash(r.TLSVersion)
 }

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
 // The captures in testdata/pcap were made by the real-traffic test
@@ -388,4 +389,23 @@ func TestVerifyMTLSStreamedJSON(t *testing.T) {
 			t.Errorf("%s: streamed JSON differs from the encoder's:\n%s\nwant\n%s", file, streamed.String(), plain.String())
 		}
 	}
+}
+
+// The table shows the encapsulation, what was offered apart from what was
+// negotiated, the cipher suite and the group, post-quantum marked.
+func TestVerifyMTLSTableHandshakeColumns(t *testing.T) {
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	pods := mtls.PodMap{a: {Namespace: "a", Pod: "client", Enrolled: true}, b: {Namespace: "b", Pod: "server", Enrolled: true}}
+	hbone := pcap.Flow{Client: netip.AddrPortFrom(a, 40000), Server: netip.AddrPortFrom(b, 15008), Class: pcap.ClassHBONE, ALPN: []string{"h2"},
+		ClientHellos: 1, ServerHellos: 1, ServerHello: true, TLSVersion: "1.3", NegotiatedVersion: 0x0304, CipherSuite: 0x1302, KeyShareGroup: 0x11ec,
+		OfferedGroups: []uint16{0x11ec, 0x001d}, Encap: "vxlan", PayloadBytes: 900, Packets: 12, Bytes: 2000}
+	attempted := hbone
+	attempted.Client = netip.AddrPortFrom(a, 40001)
+	attempted.ServerHellos, attempted.ServerHello, attempted.NegotiatedVersion, attempted.CipherSuite, attempted.KeyShareGroup = 0, false, 0, 0, 0
+	rep := mtls.JudgeCapture([]pcap.Flow{hbone, attempted}, pcap.Stats{Packets: 24, TCP: 24, Flows: 2}, pods, mtls.Rules{})
+	var buf bytes.Buffer
+	if err := printMTLSTable(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "handshake-columns", buf.String())
 }

@@ -318,8 +318,14 @@ func JudgeCapture(flows []pcap.Flow, stats pcap.Stats, pods PodMap, rules Rules)
 		addrs[ce.Addr], addrs[se.Addr] = cok || addrs[ce.Addr], sok || addrs[se.Addr]
 		v, reason := JudgeFlow(f, cw, cok, sw, sok)
 		hs := handshakeOf(f)
-		if rules.RequirePQC && v == Pass && hs.serverHello && hs.group != 0 && !pcap.IsPostQuantum(hs.group) {
-			v, reason = Fail, reason+"; --require-pqc: negotiated the classical group "+pcap.GroupName(hs.group)
+		if rules.RequirePQC && v == Pass && hs.serverHello {
+			switch {
+			case hs.group == 0:
+				// Not seen is not proven post-quantum.
+				v, reason = Warn, reason+"; --require-pqc: the negotiated key-exchange group was not seen"
+			case !pcap.IsPostQuantum(hs.group):
+				v, reason = Fail, reason+"; --require-pqc: negotiated the classical group "+pcap.GroupName(hs.group)
+			}
 		}
 		pk := pairKey{ce.Addr, se.Addr}
 		rk := rowKey{pk, f.Server.Port(), f.Class, f.TLSVersion, strings.Join(f.ALPN, ","), f.SNI, hs, groupList(f.OfferedGroups), f.Encap, f.Preamble, v, reason}
