@@ -3,6 +3,8 @@ package cmd
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,4 +63,26 @@ func TestPrintScenarioTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "scenario_table", b.String())
+}
+
+func TestScenarioJUnit(t *testing.T) {
+	res := &scenario.Result{Verdict: mtls.OutcomeInconclusive, Reasons: []string{"the capture on node n1 saw nothing (0 packets)"}, Cases: []scenario.Case{
+		{From: "m/client", To: "m/server", Placement: scenario.SameNode, Result: scenario.CasePass},
+		{From: "m/client-x", To: "m/server", Placement: scenario.CrossNode, Result: scenario.CaseInconclusive, Reason: "nothing captured between them"},
+		{From: "p/client-x", To: "p/server", Placement: scenario.CrossNode, Result: scenario.CaseSkipped, Reason: "one node"},
+	}}
+	path := filepath.Join(t.TempDir(), "scenario.xml")
+	if err := writeJUnit(path, scenarioJUnit(res)); err != nil {
+		t.Fatal(err)
+	}
+	assertJUnit(t, path, "INCONCLUSIVE")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`tests="4" failures="2"`, `<skipped message="one node">`, `type="INCONCLUSIVE"`, "the capture on node n1 saw nothing"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("junit lacks %q:\n%s", want, b)
+		}
+	}
 }
