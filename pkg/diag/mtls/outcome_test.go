@@ -38,7 +38,7 @@ func TestHandshakeTruth(t *testing.T) {
 		{"client hello only", helloOnly(ipA, ipB), Rules{}, Warn, "HBONE attempted, handshake not captured", OutcomeInconclusive, HandshakeOffered},
 		{"ztunnel suite and hybrid group", withHandshake(flow(ipA, ipB, 15008, pcap.ClassHBONE, 500, "h2"), 0x1302, 0x11ec), Rules{RequirePQC: true}, Pass, "HBONE mTLS", OutcomePass, HandshakeNegotiated},
 		{"classical group passes by default", withHandshake(flow(ipA, ipB, 15008, pcap.ClassHBONE, 500, "h2"), 0x1301, 0x001d), Rules{}, Pass, "HBONE mTLS", OutcomePass, HandshakeNegotiated},
-		{"classical group under --require-pqc", withHandshake(flow(ipA, ipB, 15008, pcap.ClassHBONE, 500, "h2"), 0x1301, 0x001d), Rules{RequirePQC: true}, Fail, "classical group X25519", OutcomeFail, HandshakeNegotiated},
+		{"classical group under --require-pqc", withHandshake(flow(ipA, ipB, 15008, pcap.ClassHBONE, 500, "h2"), 0x1301, 0x001d), Rules{RequirePQC: true}, Fail, "classical group " + pcap.GroupName(0x001d), OutcomeFail, HandshakeNegotiated},
 		{"group not seen under --require-pqc", flow(ipA, ipB, 15008, pcap.ClassHBONE, 500, "h2"), Rules{RequirePQC: true}, Warn, "group was not seen", OutcomeInconclusive, HandshakeNegotiated},
 		{"a suite ztunnel never uses", withHandshake(flow(ipA, ipB, 15008, pcap.ClassHBONE, 500, "h2"), 0x1303, 0x001d), Rules{}, Warn, "not ztunnel's HBONE", OutcomeInconclusive, HandshakeNegotiated},
 	}

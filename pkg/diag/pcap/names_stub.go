@@ -8,6 +8,8 @@ import "fmt"
 // CipherSuiteName names a TLS cipher suite code point.
 func CipherSuiteName(c uint16) string {
 	switch c {
+	case 0:
+		return ""
 	case 0x1301:
 		return "TLS_AES_128_GCM_SHA256"
 	case 0x1302:
@@ -21,8 +23,10 @@ func CipherSuiteName(c uint16) string {
 // GroupName names a TLS named group (key exchange) code point.
 func GroupName(g uint16) string {
 	switch g {
+	case 0:
+		return ""
 	case 0x001d:
-		return "X25519"
+		return "x25519"
 	case 0x0017:
 		return "secp256r1"
 	case 0x11ec:
