@@ -18,3 +18,10 @@ const (
 	// localhost only, so it is reached by port-forward or exec.
 	PortAdmin = 15000
 )
+
+// Source addresses istio-cni gives kubelet health probes (SNAT) so ztunnel
+// lets them into a captured pod in plaintext (istio-cni's iptables rules).
+const (
+	KubeletProbeSourceIPv4 = "169.254.7.127"
+	KubeletProbeSourceIPv6 = "fd16:9254:7127:1337:ffff:ffff:ffff:ffff"
+)

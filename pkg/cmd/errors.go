@@ -22,6 +22,8 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1 // an error, or a check/verdict that failed
 	ExitUsage   = 2 // bad flags or arguments
+	// ExitInconclusive: the run proved nothing (verify-mtls INCONCLUSIVE).
+	ExitInconclusive = 3
 )
 
 // ExitCode maps an error returned by Execute to the process exit code.

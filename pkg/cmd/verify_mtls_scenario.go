@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
@@ -21,8 +22,9 @@ import (
 type VerifyMTLSScenarioOptions struct {
 	// The scenario's own settings are bound to flags directly.
 	scenario.Options
-	Output  string
+	Output  OutputFlags
 	Cleanup bool
+	JUnit   string
 
 	factory kube.Factory
 	streams genericiooptions.IOStreams
@@ -37,7 +39,7 @@ func NewCmdVerifyMTLSScenario(f kube.Factory, streams genericiooptions.IOStreams
 			ServerImage: scenario.DefaultServerImage, CaptureImage: capture.DefaultImage, Port: scenario.DefaultPort,
 			Duration: 15 * time.Second, PodTimeout: 2 * time.Minute,
 		},
-		Output: OutputTable, factory: f, streams: streams,
+		Output: NewOutputFlags(), factory: f, streams: streams,
 	}
 	cmd := &cobra.Command{
 		Use:   "scenario",
@@ -62,12 +64,20 @@ labelled kubectl-ambient.io/scenario).
 
 It needs RBAC to create, list, watch and delete namespaces and pods, create
 pods/exec, and list nodes (docs/rbac.md), and admission of privileged
-host-network capture pods (one per node) in the ambient namespace it creates (it
-is labelled pod-security.kubernetes.io/enforce=privileged).
+host-network capture pods (one per node). They run in a capture namespace of
+their own (ambient-capture-<id>, labelled pod-security.kubernetes.io/enforce=
+privileged, deleted at the end), never in the scenario's workload namespaces.
 
 The client command runs with sh -c in the client pods; {target} (server ip:port),
 {host}, {port}, {pod} and {namespace} (the client pod) are replaced. It must exit 0
-when its requests worked. Exit code 0 only when every case matched its expectation.`,
+when its requests worked.
+
+The verdict is the one verify-mtls gives: PASS (exit 0) when every case matched
+its expectation; FAIL (exit 1) when one did not; INCONCLUSIVE (exit 3) when
+nothing failed but a case was not proven (nothing captured between its pods, or
+an HBONE handshake without the server's ServerHello), naming the node whose
+capture saw nothing. --junit FILE writes one testcase per case plus one for the
+verdict (INCONCLUSIVE is a failure there).`,
 		Example: `  # Run the scenario with the default images and print the cases
   kubectl ambient verify-mtls scenario
 
@@ -79,6 +89,9 @@ when its requests worked. Exit code 0 only when every case matched its expectati
 
   # Your own traffic, e.g. more requests per case
   kubectl ambient verify-mtls scenario --client-command 'for i in $(seq 20); do curl -sf -o /dev/null http://{target}/; done'
+
+  # JUnit for the CI's test view
+  kubectl ambient verify-mtls scenario --junit scenario.xml
 
   # Keep the namespaces to look around, then remove them
   kubectl ambient verify-mtls scenario --keep
@@ -97,7 +110,8 @@ when its requests worked. Exit code 0 only when every case matched its expectati
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	o.Output.AddFlags(cmd)
+	fl.StringVar(&o.JUnit, "junit", "", "also write the cases and the verdict as JUnit XML to this file (mode 0600)")
 	fl.StringVar(&o.ClientImage, "client-image", o.ClientImage, "client pod image (must contain sh and what --client-command runs)")
 	fl.StringVar(&o.ClientCommand, "client-command", o.ClientCommand, "traffic command run with sh -c in each client pod per server; {target}, {host}, {port}, {pod}, {namespace} are replaced")
 	fl.StringVar(&o.ServerImage, "server-image", o.ServerImage, "server pod image; the default serves HTTP on --port (agnhost netexec)")
@@ -113,7 +127,7 @@ when its requests worked. Exit code 0 only when every case matched its expectati
 
 // Validate checks the flags.
 func (o *VerifyMTLSScenarioOptions) Validate() error {
-	if err := ValidateOutput(o.Output); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	switch {
@@ -160,13 +174,44 @@ func (o *VerifyMTLSScenarioOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return kube.Unreachable(o.clients.Config.Host, err)
 	}
-	if err := printAs(o.streams.Out, o.Output, res, func(w io.Writer) error { return printScenarioTable(w, res) }); err != nil {
+	if err := o.Output.Print(o.streams.Out, scenarioReport{res}); err != nil {
 		return err
 	}
-	if !res.Passed {
-		return SilentError{Code: ExitFailure}
+	if o.JUnit != "" {
+		if err := writeJUnit(o.JUnit, scenarioJUnit(res)); err != nil {
+			return err
+		}
 	}
-	return nil
+	return verdictExit(res.Verdict)
+}
+
+// scenarioReport prints a scenario result as the table; JSON and YAML are
+// the result's own fields.
+type scenarioReport struct{ *scenario.Result }
+
+// PrintTable implements TablePrinter.
+func (r scenarioReport) PrintTable(w io.Writer) error { return printScenarioTable(w, r.Result) }
+
+// scenarioJUnit is one testcase per case (skipped ones skipped) and one for
+// the verdict.
+func scenarioJUnit(res *scenario.Result) *mtls.JUnit {
+	j := mtls.NewJUnit("verify-mtls-scenario")
+	for _, c := range res.Cases {
+		typ := ""
+		switch c.Result {
+		case scenario.CaseSkipped:
+			typ = "SKIPPED"
+		case scenario.CaseFail, scenario.CaseInconclusive:
+			typ = strings.ToUpper(c.Result)
+		}
+		j.Add("verify-mtls-scenario."+c.Placement, c.From+" -> "+c.To, typ, c.Reason, "observed: "+c.Observed)
+	}
+	typ := ""
+	if res.Verdict != mtls.OutcomePass {
+		typ = string(res.Verdict)
+	}
+	j.Add("verify-mtls-scenario", "verdict", typ, strings.Join(res.Reasons, "; "), strings.Join(res.Reasons, "\n"))
+	return j
 }
 
 func printScenarioTable(w io.Writer, res *scenario.Result) error {
@@ -188,12 +233,17 @@ func printScenarioTable(w io.Writer, res *scenario.Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	result := "PASS: every case matched its expectation"
-	if !res.Passed {
+	var result string
+	switch res.Verdict {
+	case mtls.OutcomePass:
+		result = "PASS: every case matched its expectation"
+	case mtls.OutcomeFail:
 		result = "FAIL: some cases did not match their expectation"
+	default:
+		result = "INCONCLUSIVE: nothing failed, but not every case was proven: " + strings.Join(res.Reasons, "; ")
 	}
-	_, err := fmt.Fprintf(w, "\n%s (%d pass, %d fail, %d skipped; nodes %s)\n", result,
-		counts[scenario.CasePass], counts[scenario.CaseFail], counts[scenario.CaseSkipped], strings.Join(res.Nodes, ", "))
+	_, err := fmt.Fprintf(w, "\n%s (%d pass, %d fail, %d inconclusive, %d skipped; nodes %s)\n", result,
+		counts[scenario.CasePass], counts[scenario.CaseFail], counts[scenario.CaseInconclusive], counts[scenario.CaseSkipped], strings.Join(res.Nodes, ", "))
 	return err
 }
 

@@ -3,9 +3,12 @@ package cmd
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 )
 
@@ -46,7 +49,7 @@ func TestVerifyMTLSScenarioHelp(t *testing.T) {
 }
 
 func TestPrintScenarioTable(t *testing.T) {
-	res := &scenario.Result{Nodes: []string{"node-a"}, Port: 8080, Cases: []scenario.Case{
+	res := &scenario.Result{Verdict: mtls.OutcomeFail, Nodes: []string{"node-a"}, Port: 8080, Cases: []scenario.Case{
 		{From: "ambient-verify-x/client-same-node", To: "ambient-verify-x/server", FromEnrolled: true, ToEnrolled: true, Placement: scenario.SameNode,
 			Expected: scenario.ExpectHBONE, Observed: "plaintext on 8080", Result: scenario.CaseFail,
 			Reason: "port 8080: app port carried plaintext payload between ambient workloads: traffic bypassed ztunnel"},
@@ -60,4 +63,26 @@ func TestPrintScenarioTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "scenario_table", b.String())
+}
+
+func TestScenarioJUnit(t *testing.T) {
+	res := &scenario.Result{Verdict: mtls.OutcomeInconclusive, Reasons: []string{"the capture on node n1 saw nothing (0 packets)"}, Cases: []scenario.Case{
+		{From: "m/client", To: "m/server", Placement: scenario.SameNode, Result: scenario.CasePass},
+		{From: "m/client-x", To: "m/server", Placement: scenario.CrossNode, Result: scenario.CaseInconclusive, Reason: "nothing captured between them"},
+		{From: "p/client-x", To: "p/server", Placement: scenario.CrossNode, Result: scenario.CaseSkipped, Reason: "one node"},
+	}}
+	path := filepath.Join(t.TempDir(), "scenario.xml")
+	if err := writeJUnit(path, scenarioJUnit(res)); err != nil {
+		t.Fatal(err)
+	}
+	assertJUnit(t, path, "INCONCLUSIVE")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`tests="4" failures="2"`, `<skipped message="one node">`, `type="INCONCLUSIVE"`, "the capture on node n1 saw nothing"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("junit lacks %q:\n%s", want, b)
+		}
+	}
 }

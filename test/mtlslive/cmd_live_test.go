@@ -139,8 +139,8 @@ func TestLiveCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if r.code != 0 || !rep.Passed {
-			t.Fatalf("exit %d, passed %v, want 0 and a pass: %s", r.code, rep.Passed, r.stdout)
+		if r.code != 0 || !rep.Passed || rep.Verdict != mtls.OutcomePass || len(rep.Nodes) == 0 || rep.Nodes[0].Packets == 0 {
+			t.Fatalf("exit %d, verdict %s, passed %v, nodes %+v: want 0 and a PASS: %s", r.code, rep.Verdict, rep.Passed, rep.Nodes, r.stdout)
 		}
 		x := e.row(rep, hbonesim.Port)
 		if x == nil || x.Class != pcap.ClassHBONE || x.Verdict != mtls.Pass || x.Client.Name != "a/client" || x.Server.Name != e.ns+"/"+e.server {
@@ -197,16 +197,27 @@ func TestLiveCommand(t *testing.T) {
 			}
 			return nil
 		}
-		if f := fields(1); len(f) < 11 || f[0]+" "+f[1]+" "+f[2] != pair || f[3] != "8081" || f[4] != "plaintext" || f[10] != "FAIL" {
+		// PAIR (3 fields) PORT CLASS TLS ALPN CIPHER GROUP FLOWS PACKETS BYTES VERDICT
+		if f := fields(1); len(f) < 13 || f[0]+" "+f[1]+" "+f[2] != pair || f[3] != "8081" || f[4] != "plaintext" || f[12] != "FAIL" {
 			t.Errorf("first row %q, want the failing plaintext row of %s", f, pair)
 		}
-		if f := fields(2); len(f) < 11 || f[3] != "15008" || f[4] != "hbone" || f[10] != "PASS" || !strings.HasSuffix(lines[2], "spiffe://cluster.local/ns/a/sa/x -> "+e.ca.SPIFFEID(e.ns, "server")) {
+		if f := fields(2); len(f) < 13 || f[3] != "15008" || f[4] != "hbone" || f[12] != "PASS" || !strings.HasSuffix(lines[2], "spiffe://cluster.local/ns/a/sa/x -> "+e.ca.SPIFFEID(e.ns, "server")) {
 			t.Errorf("second row %q, want the passing HBONE row with identities", lines[2])
 		}
-		for _, want := range []string{"IDENTITIES", "Certificates held by ztunnel", e.zns + "/" + e.ztunnel, "\nFAIL: plaintext"} {
+		for _, want := range []string{"IDENTITIES", "Certificates held by ztunnel", e.zns + "/" + e.ztunnel, "\nFAIL: "} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("table lacks %q", want)
 			}
+		}
+	})
+
+	// The live mode gives the same verdict: a capture in which nothing
+	// talked proves nothing, exit 3, naming the node whose capture was empty.
+	t.Run("no traffic is inconclusive", func(t *testing.T) {
+		r, rep := captureRun(t, "", "json", func() {})
+		reasons := strings.Join(rep.Reasons, "\n")
+		if r.code != 3 || rep.Verdict != mtls.OutcomeInconclusive || !strings.Contains(reasons, "no mesh pair") || !strings.Contains(reasons, "the capture on node ") {
+			t.Fatalf("exit %d, verdict %s, reasons %q: want 3, INCONCLUSIVE, no mesh pair, the node that saw nothing", r.code, rep.Verdict, reasons)
 		}
 	})
 
@@ -225,7 +236,7 @@ func TestLiveCommand(t *testing.T) {
 		if took := time.Since(began); took > 30*time.Second {
 			t.Errorf("exit took %s after SIGINT", took)
 		}
-		list, err := lab.Clients.Kube.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
+		list, err := lab.Clients.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
 		if err != nil {
 			t.Fatal(err)
 		}

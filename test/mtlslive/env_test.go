@@ -161,18 +161,28 @@ func (e *env) row(rep *mtls.Report, port uint16) *mtls.Row {
 	return nil
 }
 
-// waitNoCapturePods fails unless the namespace's capture pods are gone
-// within 30 seconds.
-func waitNoCapturePods(ctx context.Context, t *testing.T, lab *kubelab.Lab, ns string) {
+// waitNoCapturePods fails unless every capture pod is gone and every
+// capture namespace is deleted (or being deleted) within 30 seconds; ns is
+// kept for the callers' readability: capture pods are looked for everywhere.
+func waitNoCapturePods(ctx context.Context, t *testing.T, lab *kubelab.Lab, _ string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		list, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
-		if err == nil && len(list.Items) == 0 {
+		list, err := lab.Clients.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
+		nss, nerr := lab.Clients.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
+		live := 0
+		if nerr == nil {
+			for _, n := range nss.Items {
+				if n.DeletionTimestamp == nil {
+					live++
+				}
+			}
+		}
+		if err == nil && nerr == nil && len(list.Items) == 0 && live == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("capture pods left behind: %v %v", list, err)
+			t.Fatalf("capture pods or namespaces left behind: %v %v; %v %v", list, err, nss, nerr)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

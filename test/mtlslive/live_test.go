@@ -97,11 +97,19 @@ func TestLiveCapture(t *testing.T) {
 	waitNoCapturePods(ctx, t, lab, e.ns)
 }
 
-func waitCapturePod(ctx context.Context, t *testing.T, lab *kubelab.Lab, ns string) {
+// waitCapturePod waits for a running capture pod and fails if one runs
+// in the application's namespace appNS: capture pods live in a namespace
+// of the run's own.
+func waitCapturePod(ctx context.Context, t *testing.T, lab *kubelab.Lab, appNS string) {
 	t.Helper()
 	for {
-		list, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
+		list, err := lab.Clients.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: capture.Label})
 		if err == nil && len(list.Items) > 0 && list.Items[0].Status.Phase == "Running" {
+			for _, p := range list.Items {
+				if p.Namespace == appNS || !strings.HasPrefix(p.Namespace, "ambient-capture-") {
+					t.Fatalf("capture pod %s/%s: want it in a capture namespace of the run's own, never in the application's %s", p.Namespace, p.Name, appNS)
+				}
+			}
 			return
 		}
 		select {

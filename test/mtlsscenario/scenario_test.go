@@ -44,6 +44,7 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/cmd"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/scenario"
 )
@@ -245,8 +246,8 @@ func TestScenarioPasses(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("parse json: %v\n%s", err, out)
 	}
-	if !res.Passed || len(res.Cases) != 8 {
-		t.Fatalf("passed=%v, %d cases: %s", res.Passed, len(res.Cases), out)
+	if !res.Passed || res.Verdict != mtls.OutcomePass || len(res.Cases) != 8 {
+		t.Fatalf("verdict %s passed=%v, %d cases: %s", res.Verdict, res.Passed, len(res.Cases), out)
 	}
 	for _, c := range res.Cases {
 		t.Logf("%s -> %s %s: expected %s, observed %s: %s (%s)", c.From, c.To, c.Placement, c.Expected, c.Observed, c.Result, c.Reason)
@@ -259,6 +260,8 @@ func TestScenarioPasses(t *testing.T) {
 		}
 	}
 	e.assertGone(t, res.Namespaces)
+	// The run's capture namespace goes too.
+	e.assertGone(t, e.scenarioNamespaces(t))
 }
 
 func TestScenarioOneNode(t *testing.T) {
@@ -361,8 +364,10 @@ func TestScenarioCleansUpOnCancel(t *testing.T) {
 	if r.err == nil {
 		t.Fatal("cancelled scenario returned no error")
 	}
-	if len(names) != 2 {
-		t.Fatalf("scenario namespaces while running = %v, want 2", names)
+	// Two workload namespaces and the capture namespace of the run's own
+	// (capture pods never run in the workload namespaces).
+	if len(names) != 3 {
+		t.Fatalf("scenario namespaces while running = %v, want 3", names)
 	}
 	e.assertGone(t, names)
 }

@@ -13,9 +13,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Pod annotations that say how a pod is meshed.
-const ()
-
 // Workload is what an address belongs to.
 type Workload struct {
 	Namespace string `json:"namespace"`
@@ -24,6 +21,12 @@ type Workload struct {
 	Enrolled bool `json:"enrolled"`
 	// Sidecar means the pod runs an Istio sidecar proxy.
 	Sidecar bool `json:"sidecar"`
+	// OptedOut means the pod carries istio.io/dataplane-mode=none: it is
+	// outside the mesh whatever its namespace says.
+	OptedOut bool `json:"optedOut,omitempty"`
+	// HostNetwork means the address is a node's, used by host-network
+	// pods: never in the mesh (istio-cni skips them).
+	HostNetwork bool `json:"hostNetwork,omitempty"`
 }
 
 // Name is namespace/pod.
@@ -35,11 +38,13 @@ func (w Workload) Name() string {
 }
 
 // Mesh reports whether the workload's traffic is meant to be mTLS.
-func (w Workload) Mesh() bool { return w.Enrolled || w.Sidecar }
+func (w Workload) Mesh() bool { return (w.Enrolled || w.Sidecar) && !w.HostNetwork }
 
-// Mode is "ambient", "sidecar" or "none".
+// Mode is "ambient", "sidecar", "host-network" or "none".
 func (w Workload) Mode() string {
 	switch {
+	case w.HostNetwork:
+		return "host-network"
 	case w.Sidecar:
 		return "sidecar"
 	case w.Enrolled:
@@ -84,29 +89,51 @@ func LoadPodMap(r io.Reader) (PodMap, error) {
 }
 
 // PodMapFromPods maps every pod IP to its workload. Host-network pods share
-// the node's address and are left out: their traffic is not a pod's own.
+// the node's address: it maps to the node ("node/<name>"), outside the mesh,
+// unless a pod has it. Pods labelled istio.io/dataplane-mode=none are
+// outside the mesh too.
 func PodMapFromPods(pods []corev1.Pod) PodMap {
 	m := PodMap{}
+	hosts := PodMap{}
 	for i := range pods {
 		p := &pods[i]
 		if p.Spec.HostNetwork {
+			for _, ip := range podIPs(p) {
+				if a, err := netip.ParseAddr(ip); err == nil && p.Spec.NodeName != "" {
+					hosts[a.Unmap()] = Workload{Namespace: "node", Pod: p.Spec.NodeName, HostNetwork: true}
+				}
+			}
 			continue
 		}
+		optOut := p.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneNone
 		w := Workload{
 			Namespace: p.Namespace,
 			Pod:       p.Name,
-			Enrolled:  p.Annotations[ambient.AnnotationRedirection] == ambient.RedirectionEnabled,
+			Enrolled:  p.Annotations[ambient.AnnotationRedirection] == ambient.RedirectionEnabled && !optOut,
 			Sidecar:   p.Annotations[ambient.AnnotationSidecarStatus] != "",
+			OptedOut:  optOut,
 		}
-		ips := p.Status.PodIPs
-		if len(ips) == 0 && p.Status.PodIP != "" {
-			ips = []corev1.PodIP{{IP: p.Status.PodIP}}
-		}
-		for _, ip := range ips {
-			if a, err := netip.ParseAddr(ip.IP); err == nil {
+		for _, ip := range podIPs(p) {
+			if a, err := netip.ParseAddr(ip); err == nil {
 				m[a.Unmap()] = w
 			}
 		}
 	}
+	for a, w := range hosts {
+		if _, ok := m[a]; !ok {
+			m[a] = w
+		}
+	}
 	return m
+}
+
+func podIPs(p *corev1.Pod) []string {
+	var out []string
+	for _, ip := range p.Status.PodIPs {
+		out = append(out, ip.IP)
+	}
+	if len(out) == 0 && p.Status.PodIP != "" {
+		out = append(out, p.Status.PodIP)
+	}
+	return out
 }

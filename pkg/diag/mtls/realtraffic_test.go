@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,34 @@ func findRow(rep *Report, client, server string, port uint16) *Row {
 	return nil
 }
 
+// checkNegotiatedOracle compares the row's negotiated cipher suite and
+// key-exchange group with what tshark reads from the ServerHellos to 15008.
+func checkNegotiatedOracle(t *testing.T, file string, hb *Row) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", file, "-Y", "tls.handshake.type == 2 && tcp.srcport == 15008",
+		"-T", "fields", "-e", "tls.handshake.ciphersuite", "-e", "tls.handshake.extensions_key_share_group").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	lines := strings.Fields(strings.TrimSpace(string(out)))
+	if len(lines) < 2 {
+		t.Fatalf("tshark saw no ServerHello from 15008: %q", out)
+	}
+	// tshark prints the suite in hex and the group in decimal.
+	cipher, err1 := strconv.ParseUint(lines[0], 0, 16)
+	group, err2 := strconv.ParseUint(lines[1], 0, 16)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("tshark fields %q: %v %v", lines, err1, err2)
+	}
+	n := hb.Negotiated
+	if n == nil || n.CipherSuite == "" || n.Group == "" {
+		t.Fatalf("decoder reports no negotiated cipher/group; tshark: cipher 0x%04x, group 0x%04x", cipher, group)
+	}
+	if n.CipherSuite != pcap.CipherSuiteName(uint16(cipher)) || n.Group != pcap.GroupName(uint16(group)) || n.PostQuantum != pcap.IsPostQuantum(uint16(group)) {
+		t.Errorf("negotiated %+v, tshark: cipher 0x%04x group 0x%04x", n, cipher, group)
+	}
+}
+
 // TestRealTraffic makes real HBONE-like, plaintext and TLS traffic between
 // two network namespaces, captures it with AF_PACKET and with tcpdump -i any,
 // and checks the decoder against tshark and the verdicts against the rules.
@@ -341,6 +370,10 @@ func TestRealTraffic(t *testing.T) {
 			if hb == nil || hb.Class != pcap.ClassHBONE || hb.Verdict != Pass || hb.Flows != 2 || hb.ClientHellos != 2 || hb.TLSVersion != "1.3" || !slices.Equal(hb.ALPN, []string{"h2"}) {
 				t.Fatalf("HBONE row = %+v", hb)
 			}
+			if rep.Verdict != OutcomePass || hb.Handshake != HandshakeNegotiated || hb.Negotiated == nil || hb.Negotiated.Version != "1.3" {
+				t.Errorf("verdict %s (%q), HBONE handshake %q negotiated %+v: want PASS on the server's TLS 1.3 ServerHello", rep.Verdict, rep.Reasons, hb.Handshake, hb.Negotiated)
+			}
+			checkNegotiatedOracle(t, file, hb)
 			wantID := "spiffe://cluster.local/ns/a/sa/x -> spiffe://cluster.local/ns/b/sa/y"
 			if !slices.Equal(hb.Identities, []string{wantID}) {
 				t.Errorf("identities = %q, want %q", hb.Identities, wantID)

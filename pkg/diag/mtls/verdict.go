@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
@@ -43,9 +44,18 @@ const (
 	CategoryProbe   = "probe"   // kubelet health probes
 )
 
-// KubeletProbeAddr is the source address istio-cni gives kubelet probes so
-// ztunnel lets them through in plaintext.
-var KubeletProbeAddr = netip.MustParseAddr("169.254.7.127")
+// Kubelet probe sources: istio-cni SNATs kubelet probes to these addresses
+// so ztunnel lets them through in plaintext.
+var (
+	KubeletProbeAddr   = netip.MustParseAddr(ambient.KubeletProbeSourceIPv4)
+	KubeletProbeAddrV6 = netip.MustParseAddr(ambient.KubeletProbeSourceIPv6)
+)
+
+// isProbeSource reports a kubelet probe's SNAT source.
+func isProbeSource(a netip.Addr) bool {
+	a = a.Unmap()
+	return a == KubeletProbeAddr || a == KubeletProbeAddrV6
+}
 
 // Endpoint is one end of a pair.
 type Endpoint struct {
@@ -58,21 +68,36 @@ type Endpoint struct {
 
 // Row aggregates the flows of one pair to one server port with one class.
 type Row struct {
-	Client       Endpoint   `json:"client"`
-	Server       Endpoint   `json:"server"`
-	Port         uint16     `json:"port"`
-	Class        pcap.Class `json:"class"`
-	TLSVersion   string     `json:"tlsVersion,omitempty"`
-	ALPN         []string   `json:"alpn,omitempty"`
-	SNI          string     `json:"sni,omitempty"`
-	Flows        int        `json:"flows"`
-	ClientHellos int        `json:"clientHellos"`
-	Packets      uint64     `json:"packets"`
-	Bytes        uint64     `json:"bytes"`
-	PayloadBytes uint64     `json:"payloadBytes"`
-	Verdict      Verdict    `json:"verdict"`
-	Reason       string     `json:"reason"`
-	Notes        []string   `json:"notes,omitempty"`
+	Client Endpoint   `json:"client"`
+	Server Endpoint   `json:"server"`
+	Port   uint16     `json:"port"`
+	Class  pcap.Class `json:"class"`
+	// TLSVersion is the negotiated version, or the highest offered one when
+	// no ServerHello was captured (Handshake says which).
+	TLSVersion string   `json:"tlsVersion,omitempty"`
+	ALPN       []string `json:"alpn,omitempty"`
+	SNI        string   `json:"sni,omitempty"`
+	// Handshake is HandshakeNegotiated when the server's hello was
+	// captured, HandshakeOffered when only the client's was.
+	Handshake string `json:"handshake,omitempty"`
+	// Offered is what the ClientHello offered; Negotiated what the
+	// ServerHello chose (cleartext in TLS 1.3).
+	Offered    *Offered    `json:"offered,omitempty"`
+	Negotiated *Negotiated `json:"negotiated,omitempty"`
+	// Encap is the tunnel the flow was captured in ("vxlan", "geneve",
+	// "gre", ..., joined with "+"); empty when not encapsulated.
+	Encap string `json:"encap,omitempty"`
+	// Preamble is the plaintext opening before TLS (http-connect,
+	// socks4, socks5, starttls).
+	Preamble     string   `json:"preamble,omitempty"`
+	Flows        int      `json:"flows"`
+	ClientHellos int      `json:"clientHellos"`
+	Packets      uint64   `json:"packets"`
+	Bytes        uint64   `json:"bytes"`
+	PayloadBytes uint64   `json:"payloadBytes"`
+	Verdict      Verdict  `json:"verdict"`
+	Reason       string   `json:"reason"`
+	Notes        []string `json:"notes,omitempty"`
 	// Identities are "src -> dst" SPIFFE pairs joined from ztunnel's logs.
 	Identities []string `json:"identities,omitempty"`
 	// ClientIdentity and ServerIdentity are the SPIFFE identities of the
@@ -99,6 +124,29 @@ type Pair struct {
 	Rows     []Row    `json:"rows"`
 }
 
+// Offered is what a ClientHello offered.
+type Offered struct {
+	Version string   `json:"version,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
+	// PostQuantum is true when a post-quantum hybrid group was offered.
+	PostQuantum bool `json:"postQuantum,omitempty"`
+}
+
+// Negotiated is what a ServerHello chose.
+type Negotiated struct {
+	Version     string `json:"version,omitempty"`
+	CipherSuite string `json:"cipherSuite,omitempty"`
+	Group       string `json:"group,omitempty"`
+	// PostQuantum is true when the key exchange is a post-quantum hybrid.
+	PostQuantum bool `json:"postQuantum,omitempty"`
+}
+
+// Handshake values of a row.
+const (
+	HandshakeNegotiated = "negotiated"
+	HandshakeOffered    = "offered only"
+)
+
 // Summary counts rows per verdict.
 type Summary struct {
 	Pass int `json:"pass"`
@@ -107,6 +155,10 @@ type Summary struct {
 	Info int `json:"info"`
 	// MeshPairs is how many pairs had both ends in the mesh.
 	MeshPairs int `json:"meshPairs"`
+	// Addresses counts the distinct addresses of the judged flows,
+	// MappedAddresses those that map to a workload.
+	Addresses       int `json:"addresses"`
+	MappedAddresses int `json:"mappedAddresses"`
 	// IdentityIssues counts rows with identity issues, CertificateProblems
 	// the certificates that are not ok. Neither fails the verdict, which is
 	// about the wire.
@@ -116,14 +168,25 @@ type Summary struct {
 
 // Report is the outcome of judging a capture.
 type Report struct {
-	Pairs  []Pair     `json:"pairs"`
-	Probes []Row      `json:"probes,omitempty"`
-	Stats  pcap.Stats `json:"stats"`
+	// Verdict is PASS (proven), FAIL or INCONCLUSIVE (nothing proven);
+	// Reasons say why when it is not PASS.
+	Verdict Outcome  `json:"verdict"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Expectations are the --expect pairs and what became of them.
+	Expectations []ExpectationResult `json:"expectations,omitempty"`
+	Pairs        []Pair              `json:"pairs"`
+	// Probes and DNS are expected plaintext, listed apart and not judged:
+	// kubelet probes (SNATed by istio-cni) and DNS to ztunnel's proxy.
+	Probes []Row `json:"probes,omitempty"`
+	DNS    []Row `json:"dns,omitempty"`
+	// Nodes are the per-node captures of a live run.
+	Nodes []NodeCapture `json:"nodes,omitempty"`
+	Stats pcap.Stats    `json:"stats"`
 	// Certificates are ztunnel's certificates for the identities of the
 	// captured ends, from config_dump.
 	Certificates []CertStatus `json:"certificates,omitempty"`
 	Summary      Summary      `json:"summary"`
-	// Passed is true when no plaintext crossed between mesh workloads.
+	// Passed is Verdict == PASS (kept for scripts that read the boolean).
 	Passed bool `json:"passed"`
 }
 
@@ -148,20 +211,27 @@ func hasIstioALPN(alpn []string) bool {
 }
 
 // JudgeFlow applies the rules to one flow. Between two ambient workloads
-// traffic must use HBONE on 15008 and the app port must never carry payload
-// (as Cilium's ztunnel test asserts); with a sidecar end, Istio mTLS on the
-// app port or HBONE passes; pairs with an end outside the mesh are reported,
-// not judged.
+// traffic must use HBONE on 15008, proven by the server's TLS 1.3
+// ServerHello, and the app port must never carry payload (as Cilium's
+// ztunnel test asserts); with a sidecar end, Istio mTLS on the app port or
+// HBONE passes; a plaintext preamble before TLS between mesh workloads
+// fails; pairs with an end outside the mesh are reported, not judged.
 func JudgeFlow(f pcap.Flow, cw Workload, cok bool, sw Workload, sok bool) (Verdict, string) {
-	if f.Client.Addr().Unmap() == KubeletProbeAddr {
+	if isProbeSource(f.Client.Addr()) {
 		if f.Class == pcap.ClassPlaintext || f.Class == pcap.ClassNoPayload {
 			return Info, "kubelet probe: plaintext expected"
 		}
 		return Info, "kubelet probe"
 	}
 	port := f.Server.Port()
+	if port == ambient.PortDNS {
+		return Info, "DNS to ztunnel's proxy: plaintext expected"
+	}
 	payload := f.PayloadBytes > 0
 	cm, sm := cok && cw.Mesh(), sok && sw.Mesh()
+	if cm && sm && f.Preamble != "" {
+		return Fail, "plaintext preamble, then TLS (" + f.Preamble + "): the opening crossed the wire in plaintext"
+	}
 	switch {
 	case cm && sm && !cw.Sidecar && !sw.Sidecar:
 		if port != pcap.HBONEPort {
@@ -172,7 +242,7 @@ func JudgeFlow(f pcap.Flow, cw Workload, cok bool, sw Workload, sok bool) (Verdi
 		}
 		switch f.Class {
 		case pcap.ClassHBONE:
-			return Pass, "HBONE mTLS"
+			return judgeHBONE(f, "HBONE mTLS")
 		case pcap.ClassNoPayload:
 			return Pass, "HBONE port, no payload captured"
 		case pcap.ClassPlaintext:
@@ -184,8 +254,11 @@ func JudgeFlow(f pcap.Flow, cw Workload, cok bool, sw Workload, sok bool) (Verdi
 	case cm && sm:
 		switch {
 		case f.Class == pcap.ClassHBONE:
-			return Pass, "HBONE mTLS (sidecar with HBONE)"
+			return judgeHBONE(f, "HBONE mTLS (sidecar with HBONE)")
 		case f.Class == pcap.ClassTLS && hasIstioALPN(f.ALPN):
+			if !handshakeOf(f).serverHello {
+				return Warn, "sidecar mTLS attempted (ALPN " + strings.Join(f.ALPN, ",") + "), handshake not captured"
+			}
 			return Pass, "sidecar mTLS (ALPN " + strings.Join(f.ALPN, ",") + ")"
 		case f.Class == pcap.ClassTLS:
 			return Warn, "TLS without Istio ALPN: application TLS, not proof of mesh mTLS"
@@ -210,38 +283,65 @@ func JudgeFlow(f pcap.Flow, cw Workload, cok bool, sw Workload, sok bool) (Verdi
 	return Info, "neither end is in the mesh"
 }
 
-// Judge groups flows per pair and judges them.
+// Judge groups flows per pair and judges them; the verdict knows only the
+// flows (JudgeCapture adds the capture's counts and the rules).
 func Judge(flows []pcap.Flow, pods PodMap) *Report {
+	return JudgeCapture(flows, pcap.Stats{Flows: len(flows)}, pods, Rules{})
+}
+
+// JudgeCapture groups flows per pair, judges them, and decides the run's
+// verdict from the rows, the rules and what the capture held.
+func JudgeCapture(flows []pcap.Flow, stats pcap.Stats, pods PodMap, rules Rules) *Report {
 	type pairKey struct{ c, s netip.Addr }
 	type rowKey struct {
 		pairKey
-		port    uint16
-		class   pcap.Class
-		version string
-		alpn    string
-		sni     string
-		verdict Verdict
-		reason  string
+		port      uint16
+		class     pcap.Class
+		version   string
+		alpn      string
+		sni       string
+		handshake tlsFacts
+		offered   string
+		encap     string
+		preamble  string
+		verdict   Verdict
+		reason    string
 	}
-	rep := &Report{Pairs: []Pair{}}
+	rep := &Report{Pairs: []Pair{}, Stats: stats}
 	pairIdx := map[pairKey]int{}
 	rowIdx := map[rowKey][2]int{}
-	probeIdx := map[rowKey]int{}
+	apartIdx := map[rowKey]int{}
+	addrs := map[netip.Addr]bool{}
 	for _, f := range flows {
 		ce, cw, cok := endpoint(f.Client.Addr(), pods)
 		se, sw, sok := endpoint(f.Server.Addr(), pods)
+		addrs[ce.Addr], addrs[se.Addr] = cok || addrs[ce.Addr], sok || addrs[se.Addr]
 		v, reason := JudgeFlow(f, cw, cok, sw, sok)
-		pk := pairKey{ce.Addr, se.Addr}
-		rk := rowKey{pk, f.Server.Port(), f.Class, f.TLSVersion, strings.Join(f.ALPN, ","), f.SNI, v, reason}
-		var row *Row
-		if ce.Addr == KubeletProbeAddr {
-			i, ok := probeIdx[rk]
-			if !ok {
-				i = len(rep.Probes)
-				probeIdx[rk] = i
-				rep.Probes = append(rep.Probes, newRow(ce, se, f, v, reason))
+		hs := handshakeOf(f)
+		if rules.RequirePQC && v == Pass && hs.serverHello {
+			switch {
+			case hs.group == 0:
+				// Not seen is not proven post-quantum.
+				v, reason = Warn, reason+"; --require-pqc: the negotiated key-exchange group was not seen"
+			case !pcap.IsPostQuantum(hs.group):
+				v, reason = Fail, reason+"; --require-pqc: negotiated the classical group "+pcap.GroupName(hs.group)
 			}
-			row = &rep.Probes[i]
+		}
+		pk := pairKey{ce.Addr, se.Addr}
+		rk := rowKey{pk, f.Server.Port(), f.Class, f.TLSVersion, strings.Join(f.ALPN, ","), f.SNI, hs, groupList(f.OfferedGroups), f.Encap, f.Preamble, v, reason}
+		var row *Row
+		if isProbeSource(ce.Addr) || f.Server.Port() == ambient.PortDNS {
+			list := &rep.Probes
+			if !isProbeSource(ce.Addr) {
+				list = &rep.DNS
+			}
+			i, ok := apartIdx[rk]
+			if !ok {
+				i = len(*list)
+				apartIdx[rk] = i
+				*list = append(*list, newRow(ce, se, f, v, reason))
+			}
+			row = &(*list)[i]
 		} else {
 			pi, ok := pairIdx[pk]
 			if !ok {
@@ -277,11 +377,21 @@ func Judge(flows []pcap.Flow, pods PodMap) *Report {
 		}
 	}
 	rep.finish()
+	rep.Summary.Addresses = len(addrs)
+	for _, mapped := range addrs {
+		if mapped {
+			rep.Summary.MappedAddresses++
+		}
+	}
+	rep.Decide(rules)
 	return rep
 }
 
 func newRow(c, s Endpoint, f pcap.Flow, v Verdict, reason string) Row {
-	return Row{Client: c, Server: s, Port: f.Server.Port(), Class: f.Class, TLSVersion: f.TLSVersion, ALPN: f.ALPN, SNI: f.SNI, Verdict: v, Reason: reason}
+	r := Row{Client: c, Server: s, Port: f.Server.Port(), Class: f.Class, TLSVersion: f.TLSVersion, ALPN: f.ALPN, SNI: f.SNI,
+		Encap: f.Encap, Preamble: f.Preamble, Verdict: v, Reason: reason}
+	setTLSDetails(&r, f)
+	return r
 }
 
 func contains(l []string, s string) bool {
@@ -297,14 +407,12 @@ func contains(l []string, s string) bool {
 // the summary.
 func (rep *Report) finish() {
 	rep.Summary = Summary{}
-	rep.Passed = true
 	count := func(v Verdict) {
 		switch v {
 		case Pass:
 			rep.Summary.Pass++
 		case Fail:
 			rep.Summary.Fail++
-			rep.Passed = false
 		case Warn:
 			rep.Summary.Warn++
 		default:
@@ -332,6 +440,9 @@ func (rep *Report) finish() {
 		})
 	}
 	for _, r := range rep.Probes {
+		count(r.Verdict)
+	}
+	for _, r := range rep.DNS {
 		count(r.Verdict)
 	}
 	sort.SliceStable(rep.Pairs, func(a, b int) bool {

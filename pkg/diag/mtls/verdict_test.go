@@ -29,11 +29,17 @@ var (
 	}
 )
 
+// flow is a flow as the decoder reports it; TLS and HBONE flows carry both
+// hellos (a completed TLS 1.3 handshake).
 func flow(c, s netip.Addr, port uint16, class pcap.Class, payload uint64, alpn ...string) pcap.Flow {
-	return pcap.Flow{
+	f := pcap.Flow{
 		Client: netip.AddrPortFrom(c, 40000), Server: netip.AddrPortFrom(s, port),
 		Class: class, ALPN: alpn, PayloadBytes: payload, Packets: 10, Bytes: 1000 + payload,
 	}
+	if class == pcap.ClassHBONE || class == pcap.ClassTLS {
+		f.ClientHellos, f.ServerHellos, f.ServerHello, f.TLSVersion, f.NegotiatedVersion = 1, 1, true, "1.3", 0x0304
+	}
+	return f
 }
 
 func TestJudgeFlow(t *testing.T) {

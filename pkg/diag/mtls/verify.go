@@ -30,12 +30,17 @@ type Config struct {
 	DumpFiles []string
 	// Live configures the live capture (Pcap empty).
 	Live LiveConfig
+	// Rules are --require-pqc and the --expect pairs.
+	Rules Rules
 }
 
 // LiveConfig selects what a live capture records.
 type LiveConfig struct {
-	// Namespace holds the pods to capture, and the capture pods.
+	// Namespace holds the pods to capture.
 	Namespace string
+	// CaptureNamespace holds the capture pods; empty makes a namespace of
+	// the run's own (labelled privileged for Pod Security) and deletes it.
+	CaptureNamespace string
 	// From and To select workloads by pod name, pod name prefix
 	// (deployment pods) or the app label; empty means every pod.
 	From, To string
@@ -56,7 +61,9 @@ type LiveResult struct {
 	// Pods maps the addresses of the pods in the captured namespaces.
 	Pods  PodMap
 	Nodes []string
-	Files []string
+	// PerNode is what each node's capture held, in Nodes' order.
+	PerNode []NodeCapture
+	Files   []string
 	// Logs are the "connection complete" lines of the ztunnels on the
 	// captured nodes, written during the capture.
 	Logs []AccessLogEntry
@@ -93,8 +100,8 @@ type Deps struct {
 // Verify runs verify-mtls: decode the capture (or capture live), map its
 // addresses to workloads, judge every pair, join ztunnel's access logs and
 // config_dumps, and flag what the identity join found. Warnings (a
-// truncated capture, undecodable packets, no mesh traffic) go to
-// deps.Progress; the verdict is Report.Passed.
+// truncated capture, undecodable packets) go to deps.Progress; the verdict
+// is Report.Verdict (PASS, FAIL or INCONCLUSIVE) with its reasons.
 func Verify(ctx context.Context, deps Deps, cfg Config) (*Report, error) {
 	if deps.Progress == nil {
 		deps.Progress = io.Discard
@@ -129,7 +136,7 @@ func Verify(ctx context.Context, deps Deps, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	return judgeAndJoin(deps, cfg, flows, stats, pods, name, nil, dumps)
+	return judgeAndJoin(deps, cfg, flows, stats, pods, name, nil, dumps, nil)
 }
 
 func verifyLive(ctx context.Context, deps Deps, cfg Config) (*Report, error) {
@@ -180,14 +187,17 @@ func verifyLive(ctx context.Context, deps Deps, cfg Config) (*Report, error) {
 	for _, f := range res.Files {
 		fmt.Fprintf(deps.Progress, "capture kept in %s\n", f)
 	}
-	return judgeAndJoin(deps, cfg, res.Flows, res.Stats, pods, "live capture", res.Logs, dumps)
+	return judgeAndJoin(deps, cfg, res.Flows, res.Stats, pods, "live capture", res.Logs, dumps, res.PerNode)
 }
 
 // judgeAndJoin judges the flows, joins ztunnel's evidence and writes the
 // warnings about the capture itself.
-func judgeAndJoin(deps Deps, cfg Config, flows []pcap.Flow, stats pcap.Stats, pods PodMap, name string, logs []AccessLogEntry, dumps []ZtunnelDump) (*Report, error) {
-	rep := Judge(flows, pods)
-	rep.Stats = stats
+func judgeAndJoin(deps Deps, cfg Config, flows []pcap.Flow, stats pcap.Stats, pods PodMap, name string, logs []AccessLogEntry, dumps []ZtunnelDump, nodes []NodeCapture) (*Report, error) {
+	rep := JudgeCapture(flows, stats, pods, cfg.Rules)
+	if len(nodes) > 0 {
+		rep.Nodes = nodes
+		rep.Decide(cfg.Rules)
+	}
 	if len(logs) > 0 {
 		JoinIdentities(rep, logs)
 	}
@@ -208,9 +218,6 @@ func judgeAndJoin(deps Deps, cfg Config, flows []pcap.Flow, stats pcap.Stats, po
 	}
 	if stats.Undecodable > 0 {
 		fmt.Fprintf(deps.Progress, "warning: %d of %d packets could not be decoded\n", stats.Undecodable, stats.Packets)
-	}
-	if rep.Summary.MeshPairs == 0 {
-		fmt.Fprintln(deps.Progress, "warning: no traffic between mesh workloads in the capture: nothing was proven; capture while mesh pods talk, and check the pod mapping")
 	}
 	return rep, nil
 }

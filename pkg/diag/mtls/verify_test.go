@@ -166,8 +166,8 @@ func TestVerifyOfflinePodSources(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.noMesh {
-				if !strings.Contains(progress.String(), "no traffic between mesh workloads") {
-					t.Errorf("progress = %q, want the no-mesh warning", progress.String())
+				if rep.Verdict != OutcomeInconclusive || rep.Passed || len(rep.Reasons) == 0 || !strings.Contains(rep.Reasons[0], "maps to a pod") {
+					t.Errorf("verdict %s, reasons %q: want INCONCLUSIVE because no address maps to a pod", rep.Verdict, rep.Reasons)
 				}
 				return
 			}

@@ -57,6 +57,12 @@ type Options struct {
 	Admin DumpFetcher
 	// DumpTimeout bounds reading all config_dumps (default 15s).
 	DumpTimeout time.Duration
+	// Suffix names the run's capture pods and, without CaptureNamespace,
+	// its own namespace (NamespaceName); random when empty.
+	Suffix string
+	// NamespaceLabels are added to the run's own namespace (the scenario
+	// marks it as its own, so its --cleanup finds it).
+	NamespaceLabels map[string]string
 }
 
 // DumpFetcher reads the raw /config_dump of one ztunnel pod.
@@ -119,6 +125,23 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Opti
 	sort.Strings(res.Nodes)
 	filter := "tcp and (" + strings.Join(hosts, " or ") + ")"
 
+	suffix := o.Suffix
+	if suffix == "" {
+		suffix = rand.String(5)
+	}
+	// The capture pods never run in the application's namespace: a
+	// namespace of the run's own (privileged for Pod Security, deleted at
+	// the end) or the one the user named.
+	capNS, own := o.CaptureNamespace, o.CaptureNamespace == ""
+	if own {
+		capNS = NamespaceName(suffix)
+		if err := createCaptureNamespace(ctx, kc, capNS, o.NamespaceLabels); err != nil {
+			return nil, err
+		}
+		defer deleteCaptureNamespace(kc, capNS, progress)
+	}
+	o.CaptureNamespace = capNS
+
 	// Cleanup runs on its own context: it must happen after Ctrl-C too.
 	var created []string
 	defer func() {
@@ -126,24 +149,23 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Opti
 		defer cancel()
 		for _, name := range created {
 			zero := int64(0)
-			if err := kc.CoreV1().Pods(o.Namespace).Delete(cctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
-				_, _ = fmt.Fprintf(progress, "warning: delete capture pod %s/%s: %v; remove leftovers with verify-mtls --cleanup\n", o.Namespace, name, err)
+			if err := kc.CoreV1().Pods(capNS).Delete(cctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+				_, _ = fmt.Fprintf(progress, "warning: delete capture pod %s/%s: %v; remove leftovers with verify-mtls --cleanup\n", capNS, name, err)
 			}
 		}
 	}()
 	started := time.Now()
-	suffix := rand.String(5)
 	podFor := map[string]string{}
 	for _, node := range res.Nodes {
-		pod := capturePod(o.Namespace, node, suffix, o.Image, o.Duration)
-		if _, err := kc.CoreV1().Pods(o.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-			return nil, explainCreate(o.Namespace, err)
+		pod := capturePod(capNS, node, suffix, o.Image, o.Duration)
+		if _, err := kc.CoreV1().Pods(capNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			return nil, explainCreate(capNS, own, err)
 		}
 		created = append(created, pod.Name)
 		podFor[node] = pod.Name
 	}
 	for _, node := range res.Nodes {
-		if err := waitRunning(ctx, kc, o.Namespace, podFor[node], 90*time.Second); err != nil {
+		if err := waitRunning(ctx, kc, capNS, podFor[node], 90*time.Second); err != nil {
 			return nil, err
 		}
 	}
@@ -189,7 +211,7 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Opti
 		wg.Add(1)
 		go func(i int, node string) {
 			defer wg.Done()
-			_, _ = fmt.Fprintf(progress, "capturing on node %s for %s (pod %s/%s)\n", node, o.Duration, o.Namespace, podFor[node])
+			_, _ = fmt.Fprintf(progress, "capturing on node %s for %s (pod %s/%s)\n", node, o.Duration, capNS, podFor[node])
 			outs[i].file, outs[i].flows, outs[i].stats, outs[i].err = captureNode(ctx, cfg, kc, o, podFor[node], node, len(res.Nodes) > 1, cmd, &counts[i])
 		}(i, node)
 	}
@@ -207,9 +229,12 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Opti
 		if out.file != "" {
 			res.Files = append(res.Files, out.file)
 		}
+		res.PerNode = append(res.PerNode, mtls.NodeCapture{Node: res.Nodes[i], Packets: out.stats.Packets, TCP: out.stats.TCP, Flows: len(out.flows)})
 		res.Stats.Packets += out.stats.Packets
 		res.Stats.Bytes += out.stats.Bytes
 		res.Stats.TCP += out.stats.TCP
+		res.Stats.NonTCP += out.stats.NonTCP
+		res.Stats.NonIP += out.stats.NonIP
 		res.Stats.Undecodable += out.stats.Undecodable
 		if out.stats.InputError != "" {
 			res.Stats.InputError = out.stats.InputError
@@ -264,7 +289,7 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 	var stderr strings.Builder
 	errc := make(chan error, 1)
 	go func() {
-		err := Exec(ctx, cfg, kc, o.Namespace, pod, "capture", cmd, stream, &limitedWriter{w: &stderr, n: 4096})
+		err := Exec(ctx, cfg, kc, o.CaptureNamespace, pod, "capture", cmd, stream, &limitedWriter{w: &stderr, n: 4096})
 		_ = pw.CloseWithError(io.EOF)
 		errc <- err
 	}()

@@ -11,7 +11,9 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 
@@ -109,6 +111,35 @@ func TestCapturePodAndSelection(t *testing.T) {
 	} {
 		if got := matchWorkload(tt.pod, tt.w); got != tt.want {
 			t.Errorf("matchWorkload(%s %v, %q) = %v", tt.pod.Name, tt.pod.Labels, tt.w, got)
+		}
+	}
+}
+
+func TestCleanupCaptureNamespaces(t *testing.T) {
+	clients := clientsOf()
+	c, _ := clients()
+	ctx := context.Background()
+	if err := createCaptureNamespace(ctx, c.Kube, NamespaceName("abcde"), map[string]string{"x": "y"}); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := c.Kube.CoreV1().Namespaces().Get(ctx, "ambient-capture-abcde", metav1.GetOptions{})
+	if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "privileged" || ns.Labels[Label] != "true" || ns.Labels["x"] != "y" {
+		t.Fatalf("capture namespace %+v, %v: want it labelled privileged and as a capture namespace", ns, err)
+	}
+	gone, err := Cleanup(ctx, c.Kube, "")
+	if err != nil || strings.Join(gone, ",") != "namespace ambient-capture-abcde" {
+		t.Fatalf("cleanup = %v, %v", gone, err)
+	}
+}
+
+// A refusal never advises relaxing the namespace the capture pod was
+// refused in: it names a namespace that admits privileged pods already.
+func TestExplainCreateNeverRelaxesANamespace(t *testing.T) {
+	refused := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "ambient-capture-x", errors.New(`violates PodSecurity "restricted:latest": privileged`))
+	for _, own := range []bool{true, false} {
+		msg := explainCreate("shop", own, refused).Error()
+		if strings.Contains(msg, "label the namespace") || strings.Contains(msg, "enforce=privileged") || !strings.Contains(msg, "--capture-namespace") || !strings.Contains(msg, "istio-system") {
+			t.Errorf("own=%v: %s", own, msg)
 		}
 	}
 }

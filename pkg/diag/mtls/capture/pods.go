@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -57,12 +58,58 @@ func capturePod(ns, node, suffix, image string, d time.Duration) *corev1.Pod {
 	}
 }
 
-func explainCreate(ns string, err error) error {
+// NamespaceName is the namespace a run with this suffix creates for its
+// capture pods when no --capture-namespace is given.
+func NamespaceName(suffix string) string { return "ambient-capture-" + suffix }
+
+// createCaptureNamespace makes the run's own namespace for its capture
+// pods, labelled so Pod Security admits privileged host-network pods there
+// and so Cleanup finds it if the run is interrupted.
+func createCaptureNamespace(ctx context.Context, kc kubernetes.Interface, name string, extra map[string]string) error {
+	labels := map[string]string{}
+	for k, v := range extra {
+		labels[k] = v
+	}
+	for k, v := range map[string]string{
+		Label:                                "true",
+		"app.kubernetes.io/managed-by":       "kubectl-ambient",
+		"pod-security.kubernetes.io/enforce": "privileged",
+		"pod-security.kubernetes.io/audit":   "privileged",
+		"pod-security.kubernetes.io/warn":    "privileged",
+	} {
+		labels[k] = v
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		if apierrors.IsForbidden(err) {
+			return fmt.Errorf("create capture namespace %q: %w; verify-mtls needs RBAC to create and delete namespaces (docs/rbac.md), or pass --capture-namespace with an existing namespace that admits privileged pods (e.g. istio-system)", name, err)
+		}
+		return fmt.Errorf("create capture namespace %q: %w", name, err)
+	}
+	return nil
+}
+
+// deleteCaptureNamespace deletes the run's own namespace, on its own
+// context: it must happen after Ctrl-C too.
+func deleteCaptureNamespace(kc kubernetes.Interface, name string, progress io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kc.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		_, _ = fmt.Fprintf(progress, "warning: delete capture namespace %s: %v; remove leftovers with verify-mtls --cleanup\n", name, err)
+	}
+}
+
+// explainCreate says why a capture pod was refused. It never advises
+// relaxing a namespace: the capture pods belong in a namespace of their own
+// or in one that admits privileged pods already.
+func explainCreate(ns string, own bool, err error) error {
 	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") && own:
+		return fmt.Errorf("create capture pod in namespace %q: %w; the run's own capture namespace is labelled privileged, yet an admission policy refused the privileged host-network capture pod: pass --capture-namespace with a namespace your policies admit privileged pods in (e.g. istio-system, where istio-cni runs), or capture on the node and judge with --pcap", ns, err)
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity"):
-		return fmt.Errorf("create capture pod in namespace %q: %w; the capture pod is privileged with host networking: label the namespace pod-security.kubernetes.io/enforce=privileged or capture offline with --pcap", ns, err)
+		return fmt.Errorf("create capture pod in namespace %q: %w; the capture pod is privileged with host networking: name a namespace that admits privileged pods already (e.g. istio-system, where istio-cni runs) with --capture-namespace, or leave it out to use a namespace of the run's own", ns, err)
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("create capture pod in namespace %q: %w; verify-mtls needs RBAC create/delete pods and create pods/exec there", ns, err)
+		return fmt.Errorf("create capture pod in namespace %q: %w; verify-mtls needs RBAC create/delete pods and create pods/exec there (docs/rbac.md)", ns, err)
 	}
 	return fmt.Errorf("create capture pod in namespace %q: %w", ns, err)
 }
@@ -156,6 +203,19 @@ func Cleanup(ctx context.Context, kc kubernetes.Interface, ns string) ([]string,
 			return gone, fmt.Errorf("delete capture pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
 		gone = append(gone, p.Namespace+"/"+p.Name)
+	}
+	if ns != "" {
+		return gone, nil
+	}
+	nss, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: Label})
+	if err != nil {
+		return gone, fmt.Errorf("list capture namespaces: %w", err)
+	}
+	for _, n := range nss.Items {
+		if err := kc.CoreV1().Namespaces().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return gone, fmt.Errorf("delete capture namespace %s: %w", n.Name, err)
+		}
+		gone = append(gone, "namespace "+n.Name)
 	}
 	return gone, nil
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls/capture"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/pcap"
 )
 
 // scenarioCases pairs every client with every server.
@@ -84,8 +83,9 @@ func podAddr(p *corev1.Pod) netip.Addr {
 }
 
 // captureTraffic runs one Live capture over both scenario namespaces (one
-// capture pod per node, in the first namespace) and, once every capture
-// pod runs, sends each case's traffic; it returns the verdict report.
+// capture pod per node, in a capture namespace of the run's own, never in
+// the workload namespaces) and, once every capture pod runs, sends each
+// case's traffic; it returns the verdict report.
 func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, res *Result, cases []Case, pods map[string]*corev1.Pod) (*mtls.Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -96,7 +96,8 @@ func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kuber
 		defer close(done)
 		live, liveErr = capture.Live(ctx, cfg, kc, capture.Options{
 			LiveConfig:     mtls.LiveConfig{Namespace: res.Namespaces[0], Duration: o.Duration, Image: o.CaptureImage},
-			AlsoNamespaces: res.Namespaces[1:], Progress: o.Progress})
+			AlsoNamespaces: res.Namespaces[1:], Progress: o.Progress,
+			Suffix: o.Suffix, NamespaceLabels: map[string]string{Label: o.Suffix}})
 		if liveErr != nil {
 			cancel()
 		}
@@ -113,8 +114,13 @@ func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kuber
 	for _, p := range pods {
 		list = append(list, *p)
 	}
-	rep := mtls.Judge(live.Flows, mtls.PodMapFromPods(list))
-	rep.Stats = pcap.Stats{Packets: live.Stats.Packets, Undecodable: live.Stats.Undecodable, Flows: len(live.Flows)}
+	stats := live.Stats
+	stats.Flows = len(live.Flows)
+	rep := mtls.JudgeCapture(live.Flows, stats, mtls.PodMapFromPods(list), mtls.Rules{})
+	if len(live.PerNode) > 0 {
+		rep.Nodes = live.PerNode
+		rep.Decide(mtls.Rules{})
+	}
 	return rep, nil
 }
 
@@ -125,8 +131,8 @@ func (o *Options) sendWhenCapturing(ctx context.Context, cfg *rest.Config, kc ku
 	if nodes > 2 {
 		nodes = 2 // the plan uses at most two nodes
 	}
-	// Live puts its capture pods in the first namespace.
-	_, err := capture.WatchPods(ctx, kc, res.Namespaces[0], capture.Label, func(state map[string]*corev1.Pod) bool {
+	// Live puts its capture pods in the run's capture namespace.
+	_, err := capture.WatchPods(ctx, kc, capture.NamespaceName(o.Suffix), capture.Label, func(state map[string]*corev1.Pod) bool {
 		running := 0
 		for _, p := range state {
 			if p.Status.Phase == corev1.PodRunning {

@@ -120,9 +120,6 @@ func createNamespace(ctx context.Context, kc kubernetes.Interface, name, suffix 
 	}
 	if enrolled {
 		labels[ambient.LabelDataplaneMode] = ambient.DataplaneAmbient
-		// Live starts its capture pods (privileged, host network) in the
-		// ambient namespace, the first; the other one needs no exception.
-		labels["pod-security.kubernetes.io/enforce"] = "privileged"
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	if _, err := kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {

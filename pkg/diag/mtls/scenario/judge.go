@@ -22,7 +22,7 @@ func judgeCase(c *Case, rep *mtls.Report, port uint16) {
 	}
 	var seen []string
 	var hbonePass, onHBONEPort, appPayload, appPlain bool
-	failed := ""
+	failed, unproven := "", ""
 	for _, r := range rows {
 		seen = append(seen, fmt.Sprintf("%s on %d", r.Class, r.Port))
 		switch {
@@ -36,6 +36,9 @@ func judgeCase(c *Case, rep *mtls.Report, port uint16) {
 		if r.Verdict == mtls.Fail && failed == "" {
 			failed = fmt.Sprintf("port %d: %s", r.Port, r.Reason)
 		}
+		if r.Verdict == mtls.Warn && unproven == "" {
+			unproven = fmt.Sprintf("port %d: %s", r.Port, r.Reason)
+		}
 	}
 	sort.Strings(seen)
 	c.Observed = strings.Join(seen, ", ")
@@ -44,8 +47,13 @@ func judgeCase(c *Case, rep *mtls.Report, port uint16) {
 	}
 	c.Result, c.Reason = CaseFail, ""
 	switch {
+	case len(rows) == 0:
+		// Nothing between them in the capture: no proof either way.
+		c.Result, c.Reason = CaseInconclusive, "nothing captured between them: the capture cannot see this traffic"
 	case c.Expected == ExpectHBONE && failed != "":
 		c.Reason = failed
+	case c.Expected == ExpectHBONE && !hbonePass && unproven != "":
+		c.Result, c.Reason = CaseInconclusive, unproven
 	case c.Expected == ExpectHBONE && !hbonePass:
 		c.Reason = "no HBONE mTLS on 15008 between the ambient workloads"
 	case c.Expected == ExpectHBONE:
@@ -61,7 +69,7 @@ func judgeCase(c *Case, rep *mtls.Report, port uint16) {
 	default:
 		c.Result, c.Reason = CasePass, fmt.Sprintf("direct to app port %d, as expected with an end outside the mesh", port)
 	}
-	if c.Result == CaseFail && c.TrafficError != "" {
+	if c.Result != CasePass && c.TrafficError != "" {
 		c.Reason += "; the client command failed: " + c.TrafficError
 	}
 }

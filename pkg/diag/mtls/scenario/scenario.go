@@ -54,6 +54,9 @@ const (
 	CasePass    = "pass"
 	CaseFail    = "fail"
 	CaseSkipped = "skipped"
+	// CaseInconclusive: the capture held nothing that proves or refutes
+	// the case (nothing captured, or a handshake not captured).
+	CaseInconclusive = "inconclusive"
 )
 
 // Placements of a client relative to the server.
@@ -120,7 +123,12 @@ type Result struct {
 	Nodes      []string `json:"nodes"`
 	Port       int      `json:"port"`
 	Cases      []Case   `json:"cases"`
-	// Passed is true when every case that ran matched its expectation.
+	// Verdict is PASS when every case that ran matched its expectation,
+	// FAIL when one did not, INCONCLUSIVE when nothing failed but a case
+	// was not proven; Reasons say why when it is not PASS.
+	Verdict mtls.Outcome `json:"verdict"`
+	Reasons []string     `json:"reasons,omitempty"`
+	// Passed is Verdict == PASS (kept for scripts that read the boolean).
 	Passed bool `json:"passed"`
 	// Capture is the verdict report of everything captured.
 	Capture *mtls.Report `json:"capture,omitempty"`
@@ -152,7 +160,7 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	res = &Result{Namespaces: []string{mesh, plain}, Port: o.Port, Kept: o.Keep}
 
 	// Refuse before the first write, naming every missing permission.
-	if err := checkAccess(ctx, kc, mesh, plain); err != nil {
+	if err := checkAccess(ctx, kc, mesh, plain, capture.NamespaceName(o.Suffix)); err != nil {
 		return nil, err
 	}
 	if old, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: Label}); err == nil && len(old.Items) > 0 {
@@ -208,14 +216,44 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	}
 	res.Capture = judged
 	res.Cases = cases
-	res.Passed = true
 	for i := range res.Cases {
 		judgeCase(&res.Cases[i], judged, uint16(o.Port)) //nolint:gosec // G115: the port is validated to 1-65535
-		if res.Cases[i].Result == CaseFail {
-			res.Passed = false
+	}
+	res.decide()
+	return res, nil
+}
+
+// decide sets the run's verdict from its cases, as verify-mtls does from
+// its rows: a failed case fails the run; otherwise an unproven case makes
+// it INCONCLUSIVE, naming the nodes whose capture saw nothing.
+func (res *Result) decide() {
+	res.Reasons = nil
+	var failed, unproven []string
+	for _, c := range res.Cases {
+		line := c.From + " -> " + c.To + " (" + c.Placement + "): " + c.Reason
+		switch c.Result {
+		case CaseFail:
+			failed = append(failed, line)
+		case CaseInconclusive:
+			unproven = append(unproven, line)
 		}
 	}
-	return res, nil
+	switch {
+	case len(failed) > 0:
+		res.Verdict, res.Reasons = mtls.OutcomeFail, failed
+	case len(unproven) > 0:
+		res.Verdict, res.Reasons = mtls.OutcomeInconclusive, unproven
+		if res.Capture != nil {
+			for _, n := range res.Capture.Nodes {
+				if n.Packets == 0 {
+					res.Reasons = append(res.Reasons, "the capture on node "+n.Node+" saw nothing (0 packets)")
+				}
+			}
+		}
+	default:
+		res.Verdict = mtls.OutcomePass
+	}
+	res.Passed = res.Verdict == mtls.OutcomePass
 }
 
 func (o *Options) defaults() {
@@ -270,7 +308,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 func explain(what string, err error) error {
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity"):
-		return fmt.Errorf("%s: %w; the scenario's namespaces are labelled pod-security.kubernetes.io/enforce=privileged for its capture pods: an admission policy refused that", what, err)
+		return fmt.Errorf("%s: %w; the scenario's pods need no privilege, only its capture pods do (in a capture namespace of their own, labelled privileged): an admission policy refused that; capture on the node and judge with verify-mtls --pcap instead", what, err)
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("%s: %w; verify-mtls scenario needs RBAC to create, list, watch and delete namespaces and pods, create pods/exec, and list nodes (see docs/rbac.md)", what, err)
 	case apierrors.IsAlreadyExists(err):

@@ -29,9 +29,47 @@ var (
 
 // flow is one connection from c to s:port carrying payload bytes.
 func flow(c, s netip.Addr, port uint16, class pcap.Class, payload uint64) pcap.Flow {
-	return pcap.Flow{
+	f := pcap.Flow{
 		Client: netip.AddrPortFrom(c, 40000), Server: netip.AddrPortFrom(s, port),
 		Class: class, PayloadBytes: payload, Packets: 10, Bytes: 1000 + payload,
+	}
+	if class == pcap.ClassHBONE || class == pcap.ClassTLS {
+		// A completed TLS 1.3 handshake: both hellos captured.
+		f.ClientHellos, f.ServerHellos, f.ServerHello, f.TLSVersion, f.NegotiatedVersion = 1, 1, true, "1.3", 0x0304
+	}
+	return f
+}
+
+// helloOnly is an HBONE flow whose ServerHello was not captured.
+func helloOnly(c, s netip.Addr) pcap.Flow {
+	f := flow(c, s, 15008, pcap.ClassHBONE, 900)
+	f.ServerHellos, f.ServerHello, f.NegotiatedVersion = 0, false, 0
+	return f
+}
+
+func TestResultVerdict(t *testing.T) {
+	tests := []struct {
+		name    string
+		results []string
+		nodes   []mtls.NodeCapture
+		want    mtls.Outcome
+		reason  string
+	}{
+		{"all pass", []string{CasePass, CaseSkipped, CasePass}, nil, mtls.OutcomePass, ""},
+		{"a failure wins", []string{CasePass, CaseInconclusive, CaseFail}, nil, mtls.OutcomeFail, "c -> d"},
+		{"unproven names the blind node", []string{CasePass, CaseInconclusive}, []mtls.NodeCapture{{Node: "n0", Packets: 9}, {Node: "n1"}}, mtls.OutcomeInconclusive, "the capture on node n1 saw nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &Result{Capture: &mtls.Report{Nodes: tt.nodes}}
+			for i, r := range tt.results {
+				res.Cases = append(res.Cases, Case{From: string(rune('a' + i)), To: string(rune('b' + i)), Result: r, Reason: "why"})
+			}
+			res.decide()
+			if res.Verdict != tt.want || res.Passed != (tt.want == mtls.OutcomePass) || !strings.Contains(strings.Join(res.Reasons, "\n"), tt.reason) {
+				t.Errorf("verdict %s passed %v reasons %q; want %s with %q", res.Verdict, res.Passed, res.Reasons, tt.want, tt.reason)
+			}
+		})
 	}
 }
 
@@ -57,12 +95,14 @@ func TestJudgeCase(t *testing.T) {
 		{"hbone passes", meshClient, meshServer, []pcap.Flow{flow(meshClient, meshServer, 15008, pcap.ClassHBONE, 900)}, "", CasePass, "HBONE mTLS", "hbone on 15008"},
 		{"plaintext between enrolled fails", meshClient, meshServer, []pcap.Flow{flow(meshClient, meshServer, 8080, pcap.ClassPlaintext, 90)}, "", CaseFail, "port 8080: ", "plaintext on 8080"},
 		{"hbone plus app-port payload fails", meshClient, meshServer, []pcap.Flow{flow(meshClient, meshServer, 15008, pcap.ClassHBONE, 900), flow(meshClient, meshServer, 8080, pcap.ClassPlaintext, 90)}, "", CaseFail, "port 8080: ", "hbone on 15008, plaintext on 8080"},
-		{"nothing between enrolled fails", meshClient, meshServer, nil, "exit status 7", CaseFail, "no HBONE mTLS on 15008 between the ambient workloads; the client command failed: exit status 7", "nothing captured"},
+		// Nothing captured proves nothing either way: inconclusive, as verify-mtls.
+		{"nothing between enrolled is inconclusive", meshClient, meshServer, nil, "exit status 7", CaseInconclusive, "nothing captured between them: the capture cannot see this traffic; the client command failed: exit status 7", "nothing captured"},
+		{"hbone without a ServerHello is inconclusive", meshClient, meshServer, []pcap.Flow{helloOnly(meshClient, meshServer)}, "", CaseInconclusive, "port 15008: HBONE attempted, handshake not captured", "hbone on 15008"},
 		{"enrolled to plain is direct", meshClient, plainServer, []pcap.Flow{flow(meshClient, plainServer, 8080, pcap.ClassPlaintext, 90)}, "", CasePass, "direct to app port 8080", "plaintext on 8080"},
 		{"hbone to a plain server fails", meshClient, plainServer, []pcap.Flow{flow(meshClient, plainServer, 15008, pcap.ClassHBONE, 900)}, "", CaseFail, "HBONE on 15008 although", "hbone on 15008"},
 		{"plain to enrolled without payload fails", plainClient, meshServer, []pcap.Flow{flow(plainClient, meshServer, 8080, pcap.ClassNoPayload, 0)}, "", CaseFail, "no payload on app port 8080", "no-payload on 8080"},
 		{"negative control sees plaintext", plainClient, plainServer, []pcap.Flow{flow(plainClient, plainServer, 8080, pcap.ClassPlaintext, 90)}, "", CasePass, "plaintext seen", "plaintext on 8080"},
-		{"blind negative control fails", plainClient, plainServer, nil, "", CaseFail, "negative control saw no plaintext: the capture cannot see this traffic", "nothing captured"},
+		{"blind negative control is inconclusive", plainClient, plainServer, nil, "", CaseInconclusive, "nothing captured between them: the capture cannot see this traffic", "nothing captured"},
 		{"negative control with TLS fails", plainClient, plainServer, []pcap.Flow{flow(plainClient, plainServer, 8080, pcap.ClassTLS, 900)}, "", CaseFail, "negative control saw no plaintext", "tls on 8080"},
 	}
 	pods := scenarioPods()
