@@ -366,11 +366,16 @@ func currentRevision(ctx context.Context, kc kubernetes.Interface, ns, name stri
 }
 
 // clearRollingUpdate removes spec.updateStrategy.rollingUpdate from an
-// OnDelete DaemonSet. With server-side apply, the API server's defaulted
-// rollingUpdate belongs to no field manager that stops sending it, so it
-// survives the switch to OnDelete; a later apply that sets type back or
-// validation rules that reject the pair would then fail on a field no one
-// asked for. It returns a note when it removed something.
+// OnDelete DaemonSet. The rollout's values set rollingUpdate to null, so the
+// chart renders none; but under server-side apply a rollingUpdate the API
+// server defaulted, or another field manager owns, is not removed by an apply
+// that stops sending it, and stays beside type OnDelete. Kubernetes 1.33's
+// DaemonSet validation ignores it there (pkg/apis/apps/validation), so it
+// fails nothing by itself; it fails later, when an apply that sets type back
+// to RollingUpdate owns only some of its sub-fields and the leftover ones
+// combine into an invalid pair (maxSurge and maxUnavailable both zero).
+// Removing it now keeps the object what the chart says. It returns a note
+// when it removed something.
 func clearRollingUpdate(ctx context.Context, kc kubernetes.Interface, ns, name string) (string, error) {
 	ds, err := kc.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
