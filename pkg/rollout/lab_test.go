@@ -308,3 +308,51 @@ func waitVersions(ctx context.Context, t *testing.T, f *ztunnelsim.Follower, nod
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestServerSideApplyLeavesRollingUpdate shows, on the real API server, what
+// the rollout's clearRollingUpdate is for: a DaemonSet applied server-side
+// with RollingUpdate gets a defaulted rollingUpdate that no apply owns, and
+// re-applying with type OnDelete leaves it there.
+func TestServerSideApplyLeavesRollingUpdate(t *testing.T) {
+	lab := kubelab.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := lab.Namespace(t, nil)
+	apply := func(strategy string) {
+		t.Helper()
+		manifest := `{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"ztunnel","namespace":"` + ns + `"},
+"spec":{"selector":{"matchLabels":{"app":"ztunnel"}},"updateStrategy":{"type":"` + strategy + `"},
+"template":{"metadata":{"labels":{"app":"ztunnel"}},"spec":{"containers":[{"name":"istio-proxy","image":"istio/ztunnel:1.30.0"}]}}}}`
+		force := true
+		if _, err := lab.Clients.Kube.AppsV1().DaemonSets(ns).Patch(ctx, "ztunnel", types.ApplyPatchType, []byte(manifest),
+			metav1.PatchOptions{FieldManager: "helm", Force: &force}); err != nil {
+			t.Fatalf("apply %s: %v", strategy, err)
+		}
+	}
+	apply("RollingUpdate")
+	apply("OnDelete")
+	ds, err := lab.Clients.Kube.AppsV1().DaemonSets(ns).Get(ctx, "ztunnel", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Spec.UpdateStrategy.RollingUpdate == nil {
+		t.Fatalf("the API server removed rollingUpdate itself; clearRollingUpdate would have nothing to do")
+	}
+	t.Logf("after a server-side apply of OnDelete the DaemonSet still has rollingUpdate %+v", *ds.Spec.UpdateStrategy.RollingUpdate)
+	note, err := clearRollingUpdate(ctx, lab.Clients.Kube, ns, "ztunnel")
+	if err != nil || note == "" {
+		t.Fatalf("clearRollingUpdate: note %q, err %v", note, err)
+	}
+	ds, err = lab.Clients.Kube.AppsV1().DaemonSets(ns).Get(ctx, "ztunnel", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType || ds.Spec.UpdateStrategy.RollingUpdate != nil {
+		t.Errorf("after clearRollingUpdate: %+v, want OnDelete alone", ds.Spec.UpdateStrategy)
+	}
+	// Applying again (what the next chart upgrade does) keeps it clean.
+	apply("OnDelete")
+	if ds, err = lab.Clients.Kube.AppsV1().DaemonSets(ns).Get(ctx, "ztunnel", metav1.GetOptions{}); err != nil || ds.Spec.UpdateStrategy.RollingUpdate != nil {
+		t.Errorf("after a second apply: %+v, %v", ds.Spec.UpdateStrategy, err)
+	}
+}
