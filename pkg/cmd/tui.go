@@ -84,6 +84,11 @@ func (o *TUIOptions) Run(ctx context.Context) error {
 	defer cancel()
 	limitMemory()
 	cfg := o.Watch.config(o.factory, clients)
+	ms, err := o.Watch.metricsSource(ctx, clients, o.streams.ErrOut)
+	if err != nil {
+		return err
+	}
+	cfg.Metrics = ms
 	w := collector.New(clients.Kube, cfg)
 	go func() { _ = w.Run(ctx) }()
 	m := tui.New(tui.Options{Updates: w.Updates(), Fetcher: w, Context: ctx, Cluster: cfg.Cluster})

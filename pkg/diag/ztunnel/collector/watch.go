@@ -65,6 +65,10 @@ type Config struct {
 	Admin AdminFetcher
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Metrics, when set (Prometheus), supplies every ztunnel's metrics and
+	// rates in one request per round; readiness and config_dump are then
+	// read only for focused nodes and those the metrics mark unhealthy.
+	Metrics MetricsSource
 }
 
 func (c *Config) defaults() {
@@ -111,6 +115,8 @@ type scrapeState struct {
 	certsAt     time.Time
 	certsLoaded bool
 	stuck       time.Duration
+	// rates come from the MetricsSource (PromQL) when there is one.
+	rates *ztunnel.Rates
 }
 
 // Watcher watches one cluster. Create it with New, start it with Run.
@@ -133,6 +139,10 @@ type Watcher struct {
 	inflight sync.WaitGroup
 	// Requests counts proxy requests sent (for the benchmark note).
 	requests int64
+	// focus are the nodes the user looks at (see Focus).
+	focus map[string]bool
+	// metricsBusy holds one MetricsSource fetch at a time.
+	metricsBusy chan struct{}
 }
 
 // New builds a Watcher; nothing runs until Run.
@@ -142,7 +152,7 @@ func New(client kubernetes.Interface, cfg Config) *Watcher {
 		cfg.Admin = ProxyAdmin{Client: client}
 	}
 	w := &Watcher{client: client, cfg: cfg, updates: make(chan Update, 1), scrape: map[string]*scrapeState{},
-		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency)}
+		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency), metricsBusy: make(chan struct{}, 1)}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	w.nodes = f.Core().V1().Nodes().Informer()
 	w.pods = f.Core().V1().Pods().Informer()
@@ -326,6 +336,10 @@ func (w *Watcher) ztunnelPods() map[string]*corev1.Pod {
 // scrapeRound starts one scrape per ztunnel pod that has none in flight;
 // it does not wait for them.
 func (w *Watcher) scrapeRound(ctx context.Context) {
+	if w.cfg.Metrics != nil {
+		w.metricsRound(ctx)
+		return
+	}
 	now := w.cfg.Now()
 	pods := w.ztunnelPods()
 	live := map[string]bool{}
@@ -521,6 +535,9 @@ func (w *Watcher) Snapshot() ztunnel.Snapshot {
 				o.Metrics = st.last
 				o.ScrapeError = st.scrapeErr
 				o.Rates = ztunnel.ComputeRates(st.prev, st.last)
+				if st.rates != nil {
+					o.Rates = st.rates
+				}
 				o.PendingStuck = st.stuck
 				o.Certificates, o.CertError = st.certs, st.certErr
 			}
@@ -744,7 +761,8 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 	}
 	w.scrapeRound(ctx)
 	w.inflight.Wait()
-	if window > 0 {
+	// Prometheus gives rates over its own window: one round is enough.
+	if window > 0 && cfg.Metrics == nil {
 		select {
 		case <-time.After(window):
 		case <-ctx.Done():
