@@ -153,7 +153,7 @@ func (f *Follower) tick(ctx context.Context) {
 		f.mu.Lock()
 		f.served[p.UID] = fo
 		f.mu.Unlock()
-		if err := setPodReady(ctx, f.c, p, want != NotReady); err != nil {
+		if err := SetPodReady(ctx, f.c, p, want != NotReady); err != nil {
 			f.fail(err)
 		}
 	}
@@ -167,9 +167,9 @@ func (f *Follower) tick(ctx context.Context) {
 	f.mu.Unlock()
 }
 
-// setPodReady writes the pod's Ready conditions and container readiness, as
+// SetPodReady writes the pod's Ready conditions and container readiness, as
 // kubelet does after its readiness probe.
-func setPodReady(ctx context.Context, c kubernetes.Interface, p *corev1.Pod, ready bool) error {
+func SetPodReady(ctx context.Context, c kubernetes.Interface, p *corev1.Pod, ready bool) error {
 	for range 20 {
 		cur, err := c.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 		if err != nil {

@@ -26,6 +26,9 @@ type MetricsSource interface {
 type PodMetrics struct {
 	Metrics *ztunnel.Metrics
 	Rates   *ztunnel.Rates
+	// PendingFor is how long pending proxies have stayed above zero without
+	// a break, as far as the source can tell (the whole window or nothing).
+	PendingFor time.Duration
 }
 
 // Prometheus is a MetricsSource backed by a Prometheus server: one instant
@@ -85,6 +88,7 @@ func (p *Prometheus) Query() string {
 		part("closed_rate", by+"(rate(istio_tcp_connections_closed_total"+sel+"["+w+"]))"),
 		part("failed_rate", by+"(rate(istio_tcp_connections_failed_total"+sel+"["+w+"]))"),
 		part("bytes_rate", by+"(rate(istio_tcp_sent_bytes_total"+sel+"["+w+"])) + "+by+"(rate(istio_tcp_received_bytes_total"+sel+"["+w+"]))"),
+		part("pending_min", by+"(min_over_time(workload_manager_pending_proxy_count"+sel+"["+w+"]))"),
 		part("xds_increase", by+"(increase(istio_xds_connection_terminations_total"+sel+"["+w+"]))"),
 		part("build", fmt.Sprintf(`max by (%s, %s, tag) (istio_build{%s=%q,component="ztunnel"})`, p.NamespaceLabel, p.PodLabel, p.NamespaceLabel, p.Namespace)),
 	}
@@ -157,6 +161,10 @@ func (p *Prometheus) decode(vec model.Vector, at time.Time) map[string]PodMetric
 			r.FailedPerSec, r.Failed = v, v*p.Window.Seconds()
 		case "bytes_rate":
 			rates().BytesPerSec = v
+		case "pending_min":
+			if v > 0 {
+				pm.PendingFor = p.Window
+			}
 		case "xds_increase":
 			rates().XDSTerminations = v
 		}

@@ -57,7 +57,7 @@ func (w *Watcher) metricsRound(ctx context.Context) {
 			case ok:
 				st.scrapeErr = ""
 				st.prev, st.last, st.rates = st.last, pm.Metrics, pm.Rates
-				st.stuck = w.pending.Observe(node, pm.Metrics.PendingProxies, now)
+				st.stuck = max(w.pending.Observe(node, pm.Metrics.PendingProxies, now), pm.PendingFor)
 			default:
 				st.scrapeErr = "no series in " + w.cfg.Metrics.String()
 				st.last, st.prev, st.rates = nil, nil, nil
