@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
@@ -39,6 +40,8 @@ type ztunnelWatchFlags struct {
 	// (find a Prometheus Service); PromWindow is its rate() range.
 	Prometheus string
 	PromWindow time.Duration
+	// MaxRPS is the sustained API request budget of the direct path.
+	MaxRPS float64
 }
 
 func (z *ztunnelWatchFlags) bind(fs *pflag.FlagSet) {
@@ -90,6 +93,9 @@ func (z *ztunnelWatchFlags) validate() error {
 	if z.Prometheus != "" && z.Prometheus != "auto" && !strings.HasPrefix(z.Prometheus, "http://") && !strings.HasPrefix(z.Prometheus, "https://") {
 		return UsageError{fmt.Errorf("--prometheus %q must be an http(s) URL or auto", z.Prometheus)}
 	}
+	if z.MaxRPS < 0 {
+		return UsageError{fmt.Errorf("--max-api-rps %g must not be negative; 0 removes the budget", z.MaxRPS)}
+	}
 	if z.PromWindow < time.Second {
 		return UsageError{fmt.Errorf("--prometheus-window %s is too short; use at least two scrape intervals", z.PromWindow)}
 	}
@@ -124,7 +130,22 @@ func (z *ztunnelWatchFlags) config(f kube.Factory, c *kube.Clients) collector.Co
 		certs = -1 // the watcher's "never"
 	}
 	return collector.Config{Cluster: clusterName(f, c), Namespace: z.Namespace, Selector: z.Selector,
-		Interval: z.Interval, Concurrency: z.Concurrency, Admin: admin, CertInterval: certs}
+		Interval: z.Interval, Concurrency: z.Concurrency, Admin: admin, CertInterval: certs, MaxRPS: z.MaxRPS}
+}
+
+// budgetClients rebuilds the clients with client-side throttling set for the
+// budget: kube.Factory turns it off for one-shot commands, but a watcher
+// that runs for hours must not exceed --max-api-rps even if a bug asked it
+// to. The collector paces its scrapes below the budget itself; the QPS
+// leaves room for its few LIST/WATCH and health requests.
+func (z *ztunnelWatchFlags) budgetClients(c *kube.Clients) (*kube.Clients, error) {
+	if z.MaxRPS <= 0 {
+		return c, nil
+	}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS = float32(z.MaxRPS) + 5
+	cfg.Burst = int(z.MaxRPS) + 10
+	return kube.NewClients(cfg)
 }
 
 // adminAccess is the one place the way to ztunnel's admin port (15000,

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,6 +70,11 @@ type Config struct {
 	// rates in one request per round; readiness and config_dump are then
 	// read only for focused nodes and those the metrics mark unhealthy.
 	Metrics MetricsSource
+	// MaxRPS, when positive, is the budget of requests per second the
+	// direct path may send through the API server, sustained: each round
+	// scrapes only as many ztunnels as fit, the focused and unhealthy first,
+	// then those read longest ago.
+	MaxRPS float64
 }
 
 func (c *Config) defaults() {
@@ -143,6 +149,8 @@ type Watcher struct {
 	focus map[string]bool
 	// metricsBusy holds one MetricsSource fetch at a time.
 	metricsBusy chan struct{}
+	// limiter enforces Config.MaxRPS on every proxy request.
+	limiter *rate.Limiter
 }
 
 // New builds a Watcher; nothing runs until Run.
@@ -153,6 +161,9 @@ func New(client kubernetes.Interface, cfg Config) *Watcher {
 	}
 	w := &Watcher{client: client, cfg: cfg, updates: make(chan Update, 1), scrape: map[string]*scrapeState{},
 		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency), metricsBusy: make(chan struct{}, 1)}
+	if cfg.MaxRPS > 0 {
+		w.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(cfg.MaxRPS)))
+	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	w.nodes = f.Core().V1().Nodes().Informer()
 	w.pods = f.Core().V1().Pods().Informer()
@@ -371,6 +382,7 @@ func (w *Watcher) scrapeRound(ctx context.Context) {
 			delete(w.scrape, k)
 		}
 	}
+	jobs = w.withinBudget(jobs)
 	w.mu.Unlock()
 	// A small pool per round, not a goroutine per pod: 5,000 parked
 	// goroutines would cost more memory than the model itself. The shared
@@ -429,10 +441,14 @@ func (j scrapeJob) key() string { return j.ns + "/" + j.name }
 func (w *Watcher) acquire(ctx context.Context) bool {
 	select {
 	case w.sem <- struct{}{}:
-		return true
 	case <-ctx.Done():
 		return false
 	}
+	if w.limiter != nil && w.limiter.Wait(ctx) != nil {
+		<-w.sem
+		return false
+	}
+	return true
 }
 
 func (w *Watcher) release() { <-w.sem }
