@@ -67,6 +67,28 @@ func TestPromScale(t *testing.T) {
 	close(work)
 	wg.Wait()
 	t.Logf("created %d ztunnel pods in %s", len(nodes.Items), time.Since(begin).Round(time.Second))
+	// Wait until kwok has them all running, so the measurement sees a quiet
+	// API server and no pod is judged Pending.
+	for {
+		pods, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.PodIP != "" {
+				running++
+			}
+		}
+		if running == len(nodes.Items) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("only %d of %d ztunnel pods running", running, len(nodes.Items))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("all running after %s", time.Since(begin).Round(time.Second))
 
 	// Two minutes of series for every pod, one sample every 15 s, ending now.
 	om := filepath.Join(t.TempDir(), "ztunnels.om")
@@ -126,6 +148,12 @@ func TestPromScale(t *testing.T) {
 	}
 	src.Window = 2 * time.Minute
 	begin = time.Now()
+	if _, err := src.Fetch(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one prometheus query for %d ztunnels: %s", len(nodes.Items), time.Since(begin).Round(time.Millisecond))
+	src.Queries = 0
+	begin = time.Now()
 	snap, err := Collect(ctx, clients.Kube, Config{Cluster: "lab", Namespace: ns, CertInterval: -1, Metrics: src}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -143,14 +171,22 @@ func TestPromScale(t *testing.T) {
 	}
 	_ = ztunnel.StateHealthy
 
-	// The binary, timed by /usr/bin/time.
+	// The binary, timed by /usr/bin/time, with and without Prometheus.
+	for _, args := range [][]string{{"--prometheus", prom.URL, "--prometheus-window", "2m"}, {"--prometheus", prom.URL, "--prometheus-window", "2m"}, {"--window", "0", "--cert-interval", "0"}} {
+		timeBinary(ctx, t, bin, append([]string{"--kubeconfig", lab.Kubeconfig, "status", "--once", "-o", "json", "--ztunnel-namespace", ns}, args...))
+	}
+}
+
+func timeBinary(ctx context.Context, t *testing.T, bin string, args []string) {
 	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, "/usr/bin/time", "-v", bin, "--kubeconfig", lab.Kubeconfig, "status", "--once", "-o", "json",
-		"--ztunnel-namespace", ns, "--prometheus", prom.URL, "--prometheus-window", "2m")
+	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-v", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	begin = time.Now()
-	err = cmd.Run()
+	begin := time.Now()
+	err := cmd.Run()
 	wall := time.Since(begin)
 	rss := regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`).FindStringSubmatch(errOut.String())
-	t.Logf("binary status --once --prometheus: exit %v, wall %s, peak RSS %s kB, %d bytes of JSON", err, wall.Round(time.Millisecond), rss[1], out.Len())
+	if rss == nil {
+		t.Fatalf("no RSS from /usr/bin/time: %v\n%s", err, errOut.String())
+	}
+	t.Logf("binary %v: exit %v, wall %s, peak RSS %s kB, %d bytes of JSON", args[3:], err, wall.Round(time.Millisecond), rss[1], out.Len())
 }
