@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
@@ -15,6 +17,7 @@ import (
 // at the budget, and the focused node is read every round anyway.
 func TestWatcherStaysWithinTheAPIBudget(t *testing.T) {
 	s := deployScenarios(t)
+	removeAppPods(t, s)
 	clients, counter := countingClients(t, s.lab.Config)
 	cfg := s.config()
 	cfg.MaxRPS = 4
@@ -46,4 +49,25 @@ func TestWatcherStaysWithinTheAPIBudget(t *testing.T) {
 	if len(seen) < 5 {
 		t.Errorf("focused node read %d times in %.0fs; it must be read every round", len(seen), elapsed)
 	}
+}
+
+// removeAppPods deletes the scenario's application pods when the test ends
+// and waits until they are gone: other tests in this lab count the pods on
+// the healthy node, and a namespace's deletion finishes too late for them.
+func removeAppPods(t *testing.T, s *scenarioLab) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		pods := s.lab.Clients.Kube.CoreV1().Pods(s.appNS)
+		zero := int64(0)
+		_ = pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		for ctx.Err() == nil {
+			l, err := pods.List(ctx, metav1.ListOptions{})
+			if err == nil && len(l.Items) == 0 {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Errorf("application pods in %s still there after 30s", s.appNS)
+	})
 }

@@ -22,6 +22,7 @@ import (
 // verdicts a user reads match the direct path's where metrics decide them.
 func TestCollectFromPrometheus(t *testing.T) {
 	s := deployScenarios(t)
+	removeAppPods(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var targets []promlab.Target
