@@ -34,7 +34,8 @@ type PodMetrics struct {
 // Prometheus is a MetricsSource backed by a Prometheus server: one instant
 // query per refresh returns every ztunnel's gauges, counters and rates.
 type Prometheus struct {
-	api promv1.API
+	api     promv1.API
+	address string
 	// Name says which server this is (its URL, or the Service found).
 	Name string
 	// Namespace is ztunnel's namespace; PodLabel and NamespaceLabel are the
@@ -59,10 +60,13 @@ func NewPrometheus(address, name string, rt http.RoundTripper, namespace string)
 	if name == "" {
 		name = address
 	}
-	return &Prometheus{api: promv1.NewAPI(c), Name: name, Namespace: namespace, PodLabel: "pod", NamespaceLabel: "namespace", Window: time.Minute}, nil
+	return &Prometheus{api: promv1.NewAPI(c), address: address, Name: name, Namespace: namespace, PodLabel: "pod", NamespaceLabel: "namespace", Window: time.Minute}, nil
 }
 
 func (p *Prometheus) String() string { return "prometheus " + p.Name }
+
+// Address is the URL the API client sends its queries under.
+func (p *Prometheus) Address() string { return p.address }
 
 // The series the query returns, told apart by the label kambKey.
 const kambKey = "kamb_metric"
