@@ -15,6 +15,8 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# A real Prometheus (and promtool) for the fleet tests of status/tui --prometheus.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v git >/dev/null 2>&1 || need+=(git)
 # go install (golangci-lint, the lab's kwok and helm) fetches over HTTPS.

@@ -10,12 +10,14 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
@@ -34,6 +36,12 @@ type ztunnelWatchFlags struct {
 	// CertInterval is how often each ztunnel's config_dump is read for its
 	// certificates; 0 never reads it.
 	CertInterval time.Duration
+	// Prometheus is "" (scrape through the API server), a URL, or "auto"
+	// (find a Prometheus Service); PromWindow is its rate() range.
+	Prometheus string
+	PromWindow time.Duration
+	// MaxRPS is the sustained API request budget of the direct path.
+	MaxRPS float64
 }
 
 func (z *ztunnelWatchFlags) bind(fs *pflag.FlagSet) {
@@ -46,6 +54,33 @@ func (z *ztunnelWatchFlags) bind(fs *pflag.FlagSet) {
 	z.CertInterval = collector.DefaultCertInterval
 	fs.DurationVar(&z.CertInterval, "cert-interval", z.CertInterval, "how often to read each ztunnel's certificates from its config_dump (status reads them once); 0 skips them, which large clusters may want: every dump lists the whole mesh")
 	fs.StringVar(&z.Admin, "admin-access", z.Admin, "how to reach ztunnel's admin port 15000: proxy (API server pod proxy), port-forward, or auto (proxy, then port-forward)")
+	z.PromWindow = time.Minute
+	fs.StringVar(&z.Prometheus, "prometheus", z.Prometheus, "read metrics and rates from Prometheus: its URL, or auto to find a Service labelled app.kubernetes.io/name=prometheus (reached through the API server); readiness and config_dump are then read only for the nodes shown or unhealthy")
+	fs.DurationVar(&z.PromWindow, "prometheus-window", z.PromWindow, "range of the PromQL rate() behind the rates (at least two of Prometheus's scrape intervals)")
+}
+
+// metricsSource builds the Prometheus source the flags ask for (nil without
+// --prometheus) and says on errOut which server it uses.
+func (z *ztunnelWatchFlags) metricsSource(ctx context.Context, c *kube.Clients, errOut io.Writer) (collector.MetricsSource, error) {
+	var p *collector.Prometheus
+	var err error
+	switch z.Prometheus {
+	case "":
+		return nil, nil
+	case "auto":
+		p, err = collector.DiscoverPrometheus(ctx, c.Kube, c.Config, z.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("%w; pass --prometheus URL, or drop --prometheus to scrape through the API server", err)
+		}
+	default:
+		p, err = collector.NewPrometheus(z.Prometheus, "", nil, z.Namespace)
+		if err != nil {
+			return nil, UsageError{err}
+		}
+	}
+	p.Window = z.PromWindow
+	_, _ = fmt.Fprintf(errOut, "metrics from %s\n", p)
+	return p, nil
 }
 
 func (z *ztunnelWatchFlags) validate() error {
@@ -54,6 +89,15 @@ func (z *ztunnelWatchFlags) validate() error {
 	}
 	if z.Concurrency < 1 {
 		return UsageError{fmt.Errorf("--concurrency %d must be at least 1", z.Concurrency)}
+	}
+	if z.Prometheus != "" && z.Prometheus != "auto" && !strings.HasPrefix(z.Prometheus, "http://") && !strings.HasPrefix(z.Prometheus, "https://") {
+		return UsageError{fmt.Errorf("--prometheus %q must be an http(s) URL or auto", z.Prometheus)}
+	}
+	if z.MaxRPS < 0 {
+		return UsageError{fmt.Errorf("--max-api-rps %g must not be negative; 0 removes the budget", z.MaxRPS)}
+	}
+	if z.PromWindow < time.Second {
+		return UsageError{fmt.Errorf("--prometheus-window %s is too short; use at least two scrape intervals", z.PromWindow)}
 	}
 	if z.CertInterval < 0 {
 		return UsageError{fmt.Errorf("--cert-interval %s must not be negative; use 0 to skip certificates", z.CertInterval)}
@@ -86,7 +130,22 @@ func (z *ztunnelWatchFlags) config(f kube.Factory, c *kube.Clients) collector.Co
 		certs = -1 // the watcher's "never"
 	}
 	return collector.Config{Cluster: clusterName(f, c), Namespace: z.Namespace, Selector: z.Selector,
-		Interval: z.Interval, Concurrency: z.Concurrency, Admin: admin, CertInterval: certs}
+		Interval: z.Interval, Concurrency: z.Concurrency, Admin: admin, CertInterval: certs, MaxRPS: z.MaxRPS}
+}
+
+// budgetClients rebuilds the clients with client-side throttling set for the
+// budget: kube.Factory turns it off for one-shot commands, but a watcher
+// that runs for hours must not exceed --max-api-rps even if a bug asked it
+// to. The collector paces its scrapes below the budget itself; the QPS
+// leaves room for its few LIST/WATCH and health requests.
+func (z *ztunnelWatchFlags) budgetClients(c *kube.Clients) (*kube.Clients, error) {
+	if z.MaxRPS <= 0 {
+		return c, nil
+	}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS = float32(z.MaxRPS) + 5
+	cfg.Burst = int(z.MaxRPS) + 10
+	return kube.NewClients(cfg)
 }
 
 // adminAccess is the one place the way to ztunnel's admin port (15000,
@@ -208,13 +267,18 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	defer cancel()
 	// One cheap request first, so an unreachable cluster fails at once with
 	// the standard message instead of after --timeout of informer retries.
-	if _, err := kube.ServerVersion(ctx, clients); err != nil {
+	_, err := kube.ServerVersion(ctx, clients)
+	if err != nil {
 		return err
 	}
 	limitMemory()
 	// kube.NewClients' typed client already speaks protobuf: listing 5,000
 	// nodes and their pods decodes several times faster than JSON.
-	snap, err := collector.Collect(ctx, clients.Kube, o.Watch.config(o.factory, clients), o.Window)
+	cfg := o.Watch.config(o.factory, clients)
+	if cfg.Metrics, err = o.Watch.metricsSource(ctx, clients, o.streams.ErrOut); err != nil {
+		return err
+	}
+	snap, err := collector.Collect(ctx, clients.Kube, cfg, o.Window)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("ztunnel snapshot of %s: no answer within --timeout %s; raise --timeout", clients.Config.Host, o.Timeout)

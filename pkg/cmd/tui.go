@@ -64,13 +64,20 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 		},
 	}
 	o.Watch.bind(cmd.Flags())
+	// Only the TUI has a budget: it runs for hours; status --once is one
+	// burst and would take minutes at 50 requests/s on a large cluster.
+	o.Watch.MaxRPS = 50
+	cmd.Flags().Float64Var(&o.Watch.MaxRPS, "max-api-rps", o.Watch.MaxRPS, "most requests per second sent through the API server, sustained: each round reads as many ztunnels as fit, the ones shown or unhealthy first (0: no budget)")
 	return cmd
 }
 
 // Complete builds the clients from the factory.
 func (o *TUIOptions) Complete() error {
 	c, err := o.factory.Clients()
-	o.clients = c
+	if err != nil {
+		return err
+	}
+	o.clients, err = o.Watch.budgetClients(c)
 	return err
 }
 
@@ -84,6 +91,11 @@ func (o *TUIOptions) Run(ctx context.Context) error {
 	defer cancel()
 	limitMemory()
 	cfg := o.Watch.config(o.factory, clients)
+	ms, err := o.Watch.metricsSource(ctx, clients, o.streams.ErrOut)
+	if err != nil {
+		return err
+	}
+	cfg.Metrics = ms
 	w := collector.New(clients.Kube, cfg)
 	go func() { _ = w.Run(ctx) }()
 	m := tui.New(tui.Options{Updates: w.Updates(), Fetcher: w, Context: ctx, Cluster: cfg.Cluster})

@@ -225,6 +225,9 @@ func Logs(ctx context.Context, c kubernetes.Interface, ns, pod string, lines int
 // Detail reads one node's config_dump and recent access log. Parts that
 // fail are named in Errors; the rest is still returned.
 func (w *Watcher) Detail(ctx context.Context, node string) (ztunnel.NodeDetail, error) {
+	// The node the user drilled into is the one they look at: with a
+	// MetricsSource its readiness is then read directly every round.
+	w.Focus([]string{node})
 	ns, pod, err := w.ZtunnelPod(node)
 	if err != nil {
 		return ztunnel.NodeDetail{Node: node}, err

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,6 +66,15 @@ type Config struct {
 	Admin AdminFetcher
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Metrics, when set (Prometheus), supplies every ztunnel's metrics and
+	// rates in one request per round; readiness and config_dump are then
+	// read only for focused nodes and those the metrics mark unhealthy.
+	Metrics MetricsSource
+	// MaxRPS, when positive, is the budget of requests per second the
+	// direct path may send through the API server, sustained: each round
+	// scrapes only as many ztunnels as fit, the focused and unhealthy first,
+	// then those read longest ago.
+	MaxRPS float64
 }
 
 func (c *Config) defaults() {
@@ -111,6 +121,8 @@ type scrapeState struct {
 	certsAt     time.Time
 	certsLoaded bool
 	stuck       time.Duration
+	// rates come from the MetricsSource (PromQL) when there is one.
+	rates *ztunnel.Rates
 }
 
 // Watcher watches one cluster. Create it with New, start it with Run.
@@ -133,6 +145,12 @@ type Watcher struct {
 	inflight sync.WaitGroup
 	// Requests counts proxy requests sent (for the benchmark note).
 	requests int64
+	// focus are the nodes the user looks at (see Focus).
+	focus map[string]bool
+	// metricsBusy holds one MetricsSource fetch at a time.
+	metricsBusy chan struct{}
+	// limiter enforces Config.MaxRPS on every proxy request.
+	limiter *rate.Limiter
 }
 
 // New builds a Watcher; nothing runs until Run.
@@ -142,7 +160,10 @@ func New(client kubernetes.Interface, cfg Config) *Watcher {
 		cfg.Admin = ProxyAdmin{Client: client}
 	}
 	w := &Watcher{client: client, cfg: cfg, updates: make(chan Update, 1), scrape: map[string]*scrapeState{},
-		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency)}
+		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency), metricsBusy: make(chan struct{}, 1)}
+	if cfg.MaxRPS > 0 {
+		w.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(cfg.MaxRPS)))
+	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	w.nodes = f.Core().V1().Nodes().Informer()
 	w.pods = f.Core().V1().Pods().Informer()
@@ -326,6 +347,10 @@ func (w *Watcher) ztunnelPods() map[string]*corev1.Pod {
 // scrapeRound starts one scrape per ztunnel pod that has none in flight;
 // it does not wait for them.
 func (w *Watcher) scrapeRound(ctx context.Context) {
+	if w.cfg.Metrics != nil {
+		w.metricsRound(ctx)
+		return
+	}
 	now := w.cfg.Now()
 	pods := w.ztunnelPods()
 	live := map[string]bool{}
@@ -357,6 +382,7 @@ func (w *Watcher) scrapeRound(ctx context.Context) {
 			delete(w.scrape, k)
 		}
 	}
+	jobs = w.withinBudget(jobs)
 	w.mu.Unlock()
 	// A small pool per round, not a goroutine per pod: 5,000 parked
 	// goroutines would cost more memory than the model itself. The shared
@@ -415,10 +441,14 @@ func (j scrapeJob) key() string { return j.ns + "/" + j.name }
 func (w *Watcher) acquire(ctx context.Context) bool {
 	select {
 	case w.sem <- struct{}{}:
-		return true
 	case <-ctx.Done():
 		return false
 	}
+	if w.limiter != nil && w.limiter.Wait(ctx) != nil {
+		<-w.sem
+		return false
+	}
+	return true
 }
 
 func (w *Watcher) release() { <-w.sem }
@@ -521,6 +551,9 @@ func (w *Watcher) Snapshot() ztunnel.Snapshot {
 				o.Metrics = st.last
 				o.ScrapeError = st.scrapeErr
 				o.Rates = ztunnel.ComputeRates(st.prev, st.last)
+				if st.rates != nil {
+					o.Rates = st.rates
+				}
 				o.PendingStuck = st.stuck
 				o.Certificates, o.CertError = st.certs, st.certErr
 			}
@@ -744,7 +777,8 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 	}
 	w.scrapeRound(ctx)
 	w.inflight.Wait()
-	if window > 0 {
+	// Prometheus gives rates over its own window: one round is enough.
+	if window > 0 && cfg.Metrics == nil {
 		select {
 		case <-time.After(window):
 		case <-ctx.Done():

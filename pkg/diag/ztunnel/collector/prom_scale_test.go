@@ -1,0 +1,192 @@
+package collector
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/promlab"
+	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
+)
+
+// TestPromScale measures `status --once --prometheus` at scale: a lab with
+// KAMB_PROM_SCALE_NODES nodes and a ztunnel pod each, and a real Prometheus
+// loaded (promtool tsdb create-blocks-from openmetrics) with the last two
+// minutes of every ztunnel's series. The figures are in docs/benchmarks.md:
+//
+//	KAMB_PROM_SCALE_NODES=5000 go test ./pkg/diag/ztunnel/collector -run TestPromScale -v -count=1 -timeout 20m
+func TestPromScale(t *testing.T) {
+	want, _ := strconv.Atoi(os.Getenv("KAMB_PROM_SCALE_NODES"))
+	if want == 0 {
+		t.Skip("set KAMB_PROM_SCALE_NODES (e.g. 5000) to run the Prometheus scale measurement")
+	}
+	lab := kubelab.Get(t)
+	bin := kubelab.BuildBinary(t, kubelab.PluginPackage)
+	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Minute)
+	defer cancel()
+	if missing := want - len(lab.Nodes); missing > 0 {
+		begin := time.Now()
+		if _, err := lab.AddNodes(ctx, missing); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("added %d nodes in %s", missing, time.Since(begin).Round(time.Second))
+	}
+	nodes, err := lab.Clients.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := lab.Namespace(t, nil)
+	begin := time.Now()
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for node := range work {
+				_, _ = lab.Clients.Kube.CoreV1().Pods(ns).Create(ctx, sim.ZtunnelPod(ns, node, "1.31.2"), metav1.CreateOptions{})
+			}
+		}()
+	}
+	for _, n := range nodes.Items {
+		work <- n.Name
+	}
+	close(work)
+	wg.Wait()
+	t.Logf("created %d ztunnel pods in %s", len(nodes.Items), time.Since(begin).Round(time.Second))
+	// Wait until kwok has them all running, so the measurement sees a quiet
+	// API server and no pod is judged Pending.
+	for {
+		pods, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.PodIP != "" {
+				running++
+			}
+		}
+		if running == len(nodes.Items) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("only %d of %d ztunnel pods running", running, len(nodes.Items))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("all running after %s", time.Since(begin).Round(time.Second))
+
+	// Two minutes of series for every pod, one sample every 15 s, ending now.
+	om := filepath.Join(t.TempDir(), "ztunnels.om")
+	f, err := os.Create(om)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	end := time.Now().Truncate(time.Second)
+	type fam struct {
+		name, typ string
+		per       float64 // increase per second (counters) or the gauge value
+	}
+	fams := []fam{
+		{"istio_tcp_connections_opened", "counter", 10}, {"istio_tcp_connections_closed", "counter", 9},
+		{"istio_tcp_connections_failed", "counter", 0}, {"istio_tcp_sent_bytes", "counter", 15000},
+		{"istio_tcp_received_bytes", "counter", 4000}, {"istio_xds_connection_terminations", "counter", 0},
+		{"workload_manager_active_proxy_count", "gauge", 4}, {"workload_manager_pending_proxy_count", "gauge", 0},
+	}
+	for _, fm := range fams {
+		fmt.Fprintf(bw, "# TYPE %s %s\n", fm.name, fm.typ)
+		sample := fm.name
+		if fm.typ == "counter" {
+			sample += "_total"
+		}
+		for _, n := range nodes.Items {
+			for s := 8; s >= 0; s-- {
+				ts := end.Add(-time.Duration(s) * 15 * time.Second)
+				v := fm.per
+				if fm.typ == "counter" {
+					v = fm.per * float64(120-15*s)
+				}
+				fmt.Fprintf(bw, "%s{namespace=%q,pod=%q} %g %d\n", sample, ns, "ztunnel-"+n.Name, v, ts.Unix())
+			}
+		}
+	}
+	fmt.Fprintf(bw, "# TYPE istio_build gauge\n")
+	for _, n := range nodes.Items {
+		for s := 8; s >= 0; s-- {
+			fmt.Fprintf(bw, "istio_build{component=\"ztunnel\",namespace=%q,pod=%q,tag=\"1.31.2\"} 1 %d\n", ns, "ztunnel-"+n.Name, end.Add(-time.Duration(s)*15*time.Second).Unix())
+		}
+	}
+	fmt.Fprintf(bw, "# EOF\n")
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	begin = time.Now()
+	prom := promlab.StartWithBlocks(t, om)
+	t.Logf("prometheus loaded %d ztunnels' series in %s", len(nodes.Items), time.Since(begin).Round(time.Second))
+
+	// In process, with the API requests counted.
+	clients, counter := countingClients(t, lab.Config)
+	src, err := NewPrometheus(prom.URL, "", nil, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Window = 2 * time.Minute
+	begin = time.Now()
+	if _, err := src.Fetch(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one prometheus query for %d ztunnels: %s", len(nodes.Items), time.Since(begin).Round(time.Millisecond))
+	src.Queries = 0
+	begin = time.Now()
+	snap, err := Collect(ctx, clients.Kube, Config{Cluster: "lab", Namespace: ns, CertInterval: -1, Metrics: src}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withMetrics := 0
+	for _, n := range snap.Nodes {
+		if n.Metrics != nil && n.Metrics.Build == "1.31.2" && n.Rates != nil {
+			withMetrics++
+		}
+	}
+	t.Logf("in process: %d nodes, %d with metrics and rates from prometheus, in %s; API requests %v; prometheus queries %d",
+		len(snap.Nodes), withMetrics, time.Since(begin).Round(time.Millisecond), counter.snapshot(), src.Queries)
+	if withMetrics < len(nodes.Items)*9/10 {
+		t.Errorf("only %d of %d nodes got metrics from prometheus", withMetrics, len(nodes.Items))
+	}
+	_ = ztunnel.StateHealthy
+
+	// The binary, timed by /usr/bin/time, with and without Prometheus.
+	for _, args := range [][]string{{"--prometheus", prom.URL, "--prometheus-window", "2m"}, {"--prometheus", prom.URL, "--prometheus-window", "2m"}, {"--window", "0", "--cert-interval", "0"}} {
+		timeBinary(ctx, t, bin, append([]string{"--kubeconfig", lab.Kubeconfig, "status", "--once", "-o", "json", "--ztunnel-namespace", ns}, args...))
+	}
+}
+
+func timeBinary(ctx context.Context, t *testing.T, bin string, args []string) {
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-v", bin}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	begin := time.Now()
+	err := cmd.Run()
+	wall := time.Since(begin)
+	rss := regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`).FindStringSubmatch(errOut.String())
+	if rss == nil {
+		t.Fatalf("no RSS from /usr/bin/time: %v\n%s", err, errOut.String())
+	}
+	t.Logf("binary %v: exit %v, wall %s, peak RSS %s kB, %d bytes of JSON", args[3:], err, wall.Round(time.Millisecond), rss[1], out.Len())
+}
