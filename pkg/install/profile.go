@@ -13,8 +13,9 @@ import (
 	"path"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/charts"
@@ -70,7 +71,7 @@ func LoadProfile() (*Profile, error) {
 
 // ParseProfile reads an umbrella chart from a file system rooted at the chart.
 func ParseProfile(fsys fs.FS) (*Profile, error) {
-	var files []*loader.BufferedFile
+	var files []*archive.BufferedFile
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -79,7 +80,7 @@ func ParseProfile(fsys fs.FS) (*Profile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, &loader.BufferedFile{Name: p, Data: b})
+		files = append(files, &archive.BufferedFile{Name: p, Data: b})
 		return nil
 	})
 	if err != nil {

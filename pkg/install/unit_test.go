@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,8 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/golden"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"sigs.k8s.io/yaml"
 )
 
@@ -277,11 +278,14 @@ func TestUmbrellaChartRendersWithPlainHelm(t *testing.T) {
 		}
 		umbrella.AddDependency(ch)
 	}
-	cfg := &action.Configuration{Log: func(string, ...any) {}}
-	act := action.NewInstall(cfg)
-	act.DryRun, act.ClientOnly, act.IncludeCRDs = true, true, true
+	act := action.NewInstall(action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler)))
+	act.DryRunStrategy, act.IncludeCRDs = action.DryRunClient, true
 	act.ReleaseName, act.Namespace = "ambient", "istio-system"
-	rel, err := act.Run(umbrella, nil)
+	r, err := act.Run(umbrella, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := v1Release(r)
 	if err != nil {
 		t.Fatal(err)
 	}
