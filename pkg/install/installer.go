@@ -500,6 +500,9 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 	cr.Ready = cur.ready
 	if err != nil {
 		cr.Action = "failed"
+		if !cur.applied.IsZero() {
+			cr.Revision = revision // applied, then rolled back or left failed
+		}
 		if cur.applied.IsZero() {
 			return cr, in.applyFailed(ctx, o, st, last, fresh, err)
 		}
