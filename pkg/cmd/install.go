@@ -53,7 +53,7 @@ func newInstallOptions(f kube.Factory, streams genericiooptions.IOStreams, upgra
 
 func (o *InstallOptions) addFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&o.Version, "version", o.Version, "Istio chart version for every component (default: the version pinned in charts/ambient)")
+	fl.StringVar(&o.Version, "version", o.Version, "Istio chart version for every component (default: the newest version matching the range in charts/ambient, ~1.32.0)")
 	fl.StringVar(&o.Repo, "repo", o.Repo, "chart source: an http(s) Helm repository URL or an oci:// reference (default: the repository in charts/ambient)")
 	fl.StringSliceVar(&o.Charts, "charts", o.Charts, "air-gapped chart source: directories (searched by Chart.yaml name) or .tgz files; repeatable, the first holding a name and version wins")
 	fl.StringArrayVarP(&o.Values.Files, "values", "f", o.Values.Files, "YAML values file keyed by component (base, istiod, cni, ztunnel); repeatable")
@@ -82,7 +82,7 @@ into this binary. Running install again upgrades; with nothing changed it create
   kubectl ambient install
 
   # A given version, debug logs in ztunnel, a k3s cluster
-  kubectl ambient install --version 1.28.0 --set ztunnel.logLevel=debug --platform k3s
+  kubectl ambient install --version 1.32.0 --set ztunnel.logLevel=debug --platform k3s
 
   # Air-gapped: charts from a directory (e.g. a checkout of Istio's manifests/charts) or .tgz files
   kubectl ambient install --charts ./charts
@@ -200,6 +200,9 @@ func (o *InstallOptions) run(ctx context.Context) error {
 		steps, err := install.Resolve(ctx, opts)
 		if err != nil {
 			return err
+		}
+		for _, st := range steps {
+			_, _ = fmt.Fprintf(o.streams.ErrOut, "%s: chart version %s\n", st.Chart.Metadata.Name, st.Resolution)
 		}
 		if o.Output.Format == OutputJSON {
 			return o.renderJSON(steps)

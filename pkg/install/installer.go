@@ -89,6 +89,9 @@ type Step struct {
 	Component
 	Chart  *chart.Chart   `json:"-"`
 	Values map[string]any `json:"values,omitempty"`
+	// Resolution says how Version was chosen (a range resolved against the
+	// source's versions, --version, or the charts' own).
+	Resolution Resolution `json:"resolution"`
 }
 
 // ComponentResult is what happened to one component.
@@ -141,16 +144,23 @@ func Resolve(ctx context.Context, o Options) ([]Step, error) {
 		if len(o.Only) > 0 && !contains(o.Only, c.Chart) {
 			continue
 		}
-		v := o.Version
-		if v == "" {
-			v = o.Profile.DefaultVersion
-			if o.Source.Local() {
-				have, err := o.Source.Versions(ctx, c.Chart)
-				if err == nil && len(have) == 1 {
-					v = have[0]
-				}
+		requested := o.Version
+		if requested == "" {
+			requested = c.Version // the range charts/ambient declares
+			if requested == "" {
+				requested = o.Profile.DefaultVersion
 			}
 		}
+		res, err := resolveVersion(ctx, o.Source, c.Chart, requested, o.Version != "")
+		if err != nil {
+			if first == nil {
+				first = err
+			} else {
+				alsoMissing = append(alsoMissing, c.Chart)
+			}
+			continue
+		}
+		v := res.Version
 		c.Version = v
 		c.Repository = o.Source.String()
 		ch, err := o.Source.Load(ctx, c.Chart, v)
@@ -162,7 +172,7 @@ func Resolve(ctx context.Context, o Options) ([]Step, error) {
 			}
 			continue
 		}
-		steps = append(steps, Step{Component: c, Chart: ch, Values: vals[c.Chart]})
+		steps = append(steps, Step{Component: c, Chart: ch, Values: vals[c.Chart], Resolution: res})
 	}
 	if first != nil {
 		if len(alsoMissing) > 0 {
@@ -266,6 +276,9 @@ func (in *Installer) Install(ctx context.Context, o Options, steps []Step) (*Res
 	if err := in.checkAccess(ctx, steps); err != nil {
 		return res, err
 	}
+	for _, st := range steps {
+		in.Progress.Note("%s: chart version %s", st.Chart.Metadata.Name, st.Resolution)
+	}
 	if err := in.checkSkew(ctx, o, steps); err != nil {
 		return res, err
 	}
@@ -328,6 +341,14 @@ func (in *Installer) checkSkew(ctx context.Context, o Options, steps []Step) err
 	}
 	if o.RequireInstalled && after[ChartIstiod] == "" {
 		return fmt.Errorf("istiod is not installed in this cluster and upgrade does not install it; run kubectl ambient install first")
+	}
+	for name, v := range after {
+		if v == PlaceholderVersion {
+			// A source tree's placeholder says nothing about the Istio
+			// inside: there is no skew to judge.
+			in.Progress.Note("%s: unreleased source tree (chart version %s); version skew not checked", name, v)
+			return nil
+		}
 	}
 	if after[ChartIstiod] == "" && (after[ChartCNI] != "" || after[ChartZtunnel] != "") {
 		return fmt.Errorf("%w: cni and ztunnel need istiod, which is neither installed nor part of this run; include istiod", ErrSkew)

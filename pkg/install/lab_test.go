@@ -149,7 +149,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("missing version fails before anything is applied", func(t *testing.T) {
 		_, err := run(ctx, t, in, installOpts(t, src, "1.99.0"))
 		if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "version 1.99.0") ||
-			!strings.Contains(err.Error(), "1.29.0, 1.28.0, 1.27.0") || !strings.Contains(err.Error(), "nothing was applied") {
+			!strings.Contains(err.Error(), "1.32.1, 1.32.0, 1.31.0, 1.30.0, 1.29.0, 1.28.0, 1.27.0") || !strings.Contains(err.Error(), "nothing was applied") {
 			t.Fatalf("err = %v", err)
 		}
 		if r := releases(t, in); len(r) != 0 {

@@ -50,7 +50,8 @@ const (
 type Profile struct {
 	// Components in install order.
 	Components []Component
-	// DefaultVersion is the pinned Istio version (the umbrella's appVersion).
+	// DefaultVersion is the version range of the dependencies (~1.32.0),
+	// resolved per chart against the source's versions.
 	DefaultVersion string
 	// Repository is the default chart repository.
 	Repository string
@@ -113,8 +114,10 @@ func profileFromChart(ch *chart.Chart) (*Profile, error) {
 			p.Repository = d.Repository
 		}
 	}
-	if p.DefaultVersion == "" {
-		p.DefaultVersion = p.Components[0].Version
+	// The dependencies' version (a range such as ~1.32.0) is what install
+	// resolves; appVersion only documents it.
+	if v := p.Components[0].Version; v != "" {
+		p.DefaultVersion = v
 	}
 	for _, f := range ch.Files {
 		dir, file := path.Split(f.Name)
