@@ -350,6 +350,15 @@ func (in *Installer) checkSkew(ctx context.Context, o Options, steps []Step) err
 			return nil
 		}
 	}
+	if v, ok := planned[ChartIstiod]; ok {
+		now, err := in.deployedVersion(mustComponent(comps, ChartIstiod))
+		if err != nil {
+			return err
+		}
+		if err := checkUpgradePath(now, v); err != nil {
+			return err
+		}
+	}
 	if after[ChartIstiod] == "" && (after[ChartCNI] != "" || after[ChartZtunnel] != "") {
 		return fmt.Errorf("%w: cni and ztunnel need istiod, which is neither installed nor part of this run; include istiod", ErrSkew)
 	}

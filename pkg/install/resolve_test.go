@@ -2,11 +2,16 @@ package install
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // sourceTree copies the 1.32.1 test charts and gives every Chart.yaml the
@@ -107,5 +112,40 @@ func TestSourceTreeRendersAndSaysUnreleased(t *testing.T) {
 	var b strings.Builder
 	if err := RenderAll(&b, steps); err != nil || !strings.Contains(b.String(), "PILOT_ENABLE_AMBIENT") {
 		t.Errorf("render of the source tree: %v", err)
+	}
+}
+
+// TestPrecheckDefaultIsInstallDefault: precheck judges the cluster against
+// the Istio minor install would choose (the charts/ambient range).
+func TestPrecheckDefaultIsInstallDefault(t *testing.T) {
+	c, err := semver.NewConstraint(mustProfile(t).DefaultVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := semver.MustParse(ambient.DefaultIstioVersion + ".0")
+	if !c.Check(v) {
+		t.Errorf("ambient.DefaultIstioVersion %s is outside charts/ambient's range %s", ambient.DefaultIstioVersion, mustProfile(t).DefaultVersion)
+	}
+}
+
+func TestCheckUpgradePath(t *testing.T) {
+	tests := []struct{ from, to, want string }{
+		{"1.30.0", "1.31.0", ""},
+		{"1.31.0", "1.32.1", ""},
+		{"1.32.1", "1.31.0", ""},
+		{"1.30.0", "1.32.0", "upgrade to the newest 1.31 patch first"},
+		{"", "1.32.0", ""},
+		{"1.0.0", "1.32.0", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.from+"->"+tt.to, func(t *testing.T) {
+			err := checkUpgradePath(tt.from, tt.to)
+			if tt.want == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" && (!errors.Is(err, ErrUpgradePath) || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }
