@@ -157,7 +157,7 @@ var ErrConflict = errors.New("server-side apply conflict")
 // already exists and no release of ours owns it; --adopt takes it over.
 var ErrNotOurs = errors.New("object not owned by this release")
 
-var conflictObject = regexp.MustCompile(`conflict occurred while applying object (\S+) (\S+)`)
+var conflictObject = regexp.MustCompile(`conflict occurred while applying object (\S+) (\S+), Kind=(\w+)`)
 
 // conflictOf describes a server-side apply conflict in err: the object, each
 // field and the manager that owns it. "" when err is no conflict.
@@ -168,7 +168,7 @@ func conflictOf(err error) string {
 	}
 	obj := "an object"
 	if m := conflictObject.FindStringSubmatch(err.Error()); m != nil {
-		obj = fmt.Sprintf("%s %s", m[2], m[1])
+		obj = fmt.Sprintf("%s %s", m[3], strings.TrimPrefix(m[1], "/")) // "DaemonSet istio-system/ztunnel"
 	}
 	var fields []string
 	if d := st.Status().Details; d != nil {

@@ -132,3 +132,10 @@ func contextWithCancelOn(parent context.Context, buf *syncBuffer, marker string)
 	}
 	return ctx, cancel
 }
+
+// Reset empties the buffer.
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
