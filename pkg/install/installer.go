@@ -596,10 +596,10 @@ func (in *Installer) applyFailed(ctx context.Context, o Options, st Step, last *
 		return err
 	}
 	if c := conflictOf(err); c != "" {
-		return fmt.Errorf("%s: release %s: %s: %w; run again with --force-conflicts to take these fields over, or remove the other manager's change", name, st.Release, c, ErrConflict)
+		return fmt.Errorf("%s: release %s: %s: %w", name, st.Release, c, ErrConflict)
 	}
 	if o := ownershipOf(err); o != "" {
-		return fmt.Errorf("%s: release %s: %s: %w; run again with --adopt to take it over (Helm's take-ownership), or delete it first", name, st.Release, o, ErrNotOurs)
+		return fmt.Errorf("%s: release %s: %s: %w", name, st.Release, o, ErrNotOurs)
 	}
 	if strings.Contains(err.Error(), "forbidden") {
 		return fmt.Errorf("%s: permission denied applying release %s: %w; use an identity allowed to install cluster-wide resources", name, st.Release, err)

@@ -96,7 +96,7 @@ func TestUpgradePathAndConflicts(t *testing.T) {
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("err = %v, want a conflict", err)
 		}
-		for _, want := range []string{"DaemonSet istio-system/ztunnel", `"someone-else"`, "--force-conflicts"} {
+		for _, want := range []string{"DaemonSet istio-system/ztunnel", `"someone-else"`, `RUST_LOG`} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("conflict error lacks %q: %v", want, err)
 			}
