@@ -189,6 +189,8 @@ func installFlagHint(err error) error {
 		return fmt.Errorf("%w; check --repo or use --charts DIR offline", err)
 	case errors.Is(err, install.ErrConflict):
 		return fmt.Errorf("%w; run again with --force-conflicts to take these fields over, or undo the other manager's change", err)
+	case errors.Is(err, install.ErrOtherInstall):
+		return fmt.Errorf("%w; --adopt takes them over", err)
 	case errors.Is(err, install.ErrNotOurs):
 		return fmt.Errorf("%w; run again with --adopt to take it over, or delete it (uninstall what installed it) first", err)
 	}

@@ -279,6 +279,9 @@ func (in *Installer) Install(ctx context.Context, o Options, steps []Step) (*Res
 	for _, st := range steps {
 		in.Progress.Note("%s: chart version %s", st.Chart.Metadata.Name, st.Resolution)
 	}
+	if err := in.checkOtherInstall(ctx, o, steps); err != nil {
+		return res, err
+	}
 	if err := in.checkSkew(ctx, o, steps); err != nil {
 		return res, err
 	}
@@ -487,7 +490,9 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 		act.DisableOpenAPIValidation = true // the API server validates; the schema download is slow
 		act.Description = "installed by kubectl ambient"
 		act.ServerSideApply = true
-		act.ForceConflicts = o.ForceConflicts
+		// Adopting takes the objects over, fields included: istioctl wrote
+		// them with its own field manager.
+		act.ForceConflicts = o.ForceConflicts || o.Adopt
 		act.TakeOwnership = o.Adopt
 		act.WaitStrategy = waitOurs
 		act.Timeout = o.Timeout
