@@ -514,7 +514,13 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 		// server-side apply, and Helm upgrades their client-side field
 		// manager entries so no field is left with two owners.
 		act.ServerSideApply = "true"
-		act.ForceConflicts = o.ForceConflicts
+		// A release written with client-side apply (Helm 3, the helm CLI or
+		// an older kubectl-ambient) left its fields to the manager that
+		// wrote it ("helm", or the binary's name). Helm migrates only
+		// entries of our own manager name, so the release's own fields
+		// conflict with themselves on the first server-side apply (seen in
+		// TestHelmCLIs without this): they belong to this release, take them.
+		act.ForceConflicts = o.ForceConflicts || last.ApplyMethod != string(release.ApplyMethodServerSideApply)
 		act.TakeOwnership = o.Adopt
 		act.WaitStrategy = waitOurs
 		act.Timeout = o.Timeout
