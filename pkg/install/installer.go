@@ -192,12 +192,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func (in *Installer) logf(format string, v ...any) {
-	if in.Debug != nil {
-		_, _ = fmt.Fprintf(in.Debug, format+"\n", v...)
-	}
-}
-
 // config returns the Helm configuration for a namespace (one per namespace,
 // reused), storing releases as Secrets as the helm CLI does by default, with
 // our waiter plugged into Helm's kube client.
@@ -207,7 +201,7 @@ func (in *Installer) config(ns string) (*action.Configuration, error) {
 	if c, ok := in.configs[ns]; ok {
 		return c, nil
 	}
-	var log io.Writer = io.Discard
+	log := io.Discard
 	if in.Debug != nil {
 		log = in.Debug
 	}
