@@ -32,6 +32,20 @@ check_etcd() {
   fi
 }
 
+# The helm CLIs the install tests use as independent readers of our releases
+# (and to write a release the way Helm 3 does), at approved versions, each in
+# its own directory under the tools cache: tools/helm-<version>/helm.
+HELM_CLIS="helm.sh/helm/v3/cmd/helm@v3.21.4 helm.sh/helm/v4/cmd/helm@v4.3.2"
+TOOLS=${KAMB_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/kubectl-ambient/tools}
+for pkg in $HELM_CLIS; do
+  dir="$TOOLS/helm-${pkg##*@}"
+  if [ ! -x "$dir/helm" ]; then
+    echo "  go install $pkg into $dir" >&2
+    mkdir -p "$dir"
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN="$dir" go install -trimpath "$pkg")
+  fi
+done
+
 if have_all; then
   echo "lab binaries up to date in $bin"
   check_etcd

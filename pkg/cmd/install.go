@@ -20,17 +20,21 @@ import (
 
 // InstallOptions holds the flags of `kubectl ambient install` and `upgrade`.
 type InstallOptions struct {
-	Version    string
-	Repo       string
-	Charts     []string
-	Values     install.ValueFlags
-	Platform   string
-	Timeout    time.Duration
-	Atomic     bool
-	DryRun     bool
-	Output     OutputFlags
-	Components []string
-	CacheDir   string
+	Version  string
+	Repo     string
+	Charts   []string
+	Values   install.ValueFlags
+	Platform string
+	Timeout  time.Duration
+	Atomic   bool
+	// ForceConflicts and Adopt are Helm 4's server-side apply ForceConflicts
+	// and TakeOwnership.
+	ForceConflicts bool
+	Adopt          bool
+	DryRun         bool
+	Output         OutputFlags
+	Components     []string
+	CacheDir       string
 
 	upgrade bool
 	profile *install.Profile
@@ -53,7 +57,7 @@ func newInstallOptions(f kube.Factory, streams genericiooptions.IOStreams, upgra
 
 func (o *InstallOptions) addFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&o.Version, "version", o.Version, "Istio chart version for every component (default: the version pinned in charts/ambient)")
+	fl.StringVar(&o.Version, "version", o.Version, "Istio chart version for every component (default: the newest version matching the range in charts/ambient, ~1.32.0)")
 	fl.StringVar(&o.Repo, "repo", o.Repo, "chart source: an http(s) Helm repository URL or an oci:// reference (default: the repository in charts/ambient)")
 	fl.StringSliceVar(&o.Charts, "charts", o.Charts, "air-gapped chart source: directories (searched by Chart.yaml name) or .tgz files; repeatable, the first holding a name and version wins")
 	fl.StringArrayVarP(&o.Values.Files, "values", "f", o.Values.Files, "YAML values file keyed by component (base, istiod, cni, ztunnel); repeatable")
@@ -63,6 +67,8 @@ func (o *InstallOptions) addFlags(cmd *cobra.Command) {
 	fl.StringVar(&o.Platform, "platform", o.Platform, "auto, or one of "+strings.Join(platform.Known, ", "))
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for each component to become ready")
 	fl.BoolVar(&o.Atomic, "atomic", o.Atomic, "roll back a component that fails to become ready (earlier components stay)")
+	fl.BoolVar(&o.ForceConflicts, "force-conflicts", o.ForceConflicts, "take over fields another field manager owns (server-side apply conflicts) instead of failing on them")
+	fl.BoolVar(&o.Adopt, "adopt", o.Adopt, "take over existing Istio objects no release of ours owns (an istioctl install, a deleted release) with Helm's take-ownership")
 	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "render every manifest in install order without contacting the cluster (use with -o yaml)")
 	o.Output.AddFlags(cmd)
 	fl.StringVar(&o.CacheDir, "cache-dir", o.CacheDir, "where downloaded repository indexes and charts are cached")
@@ -76,13 +82,16 @@ func NewCmdInstall(f kube.Factory, streams genericiooptions.IOStreams) *cobra.Co
 		Short: "Install Istio's ambient profile: base, istiod, cni and ztunnel as Helm releases, in order, each waited for",
 		Long: `Install Istio's ambient profile as four Helm releases in istio-system (istio-base, istiod,
 istio-cni, ztunnel), in that order, waiting for each to be ready before the next. What is installed
-(components, order, pinned version, values per platform) comes from the chart charts/ambient built
-into this binary. Running install again upgrades; with nothing changed it creates no new revision.`,
+(components, order, the version range ~1.32.0, values per platform) comes from the chart
+charts/ambient built into this binary; each chart's version is the newest in the repository that
+matches the range (printed), or --version. Objects are written with Helm 4's server-side apply as
+field manager "kubectl-ambient": a field another manager owns fails the component and names the
+object, the field and the owner (--force-conflicts takes it). Running install again upgrades; with nothing changed it creates no new revision.`,
 		Example: `  # Install the pinned version from the official repository, platform detected from the nodes
   kubectl ambient install
 
   # A given version, debug logs in ztunnel, a k3s cluster
-  kubectl ambient install --version 1.28.0 --set ztunnel.logLevel=debug --platform k3s
+  kubectl ambient install --version 1.32.0 --set ztunnel.logLevel=debug --platform k3s
 
   # Air-gapped: charts from a directory (e.g. a checkout of Istio's manifests/charts) or .tgz files
   kubectl ambient install --charts ./charts
@@ -178,6 +187,12 @@ func installFlagHint(err error) error {
 		return fmt.Errorf("%w; check --repo/--charts", err)
 	case errors.Is(err, install.ErrRepositoryIndex):
 		return fmt.Errorf("%w; check --repo or use --charts DIR offline", err)
+	case errors.Is(err, install.ErrConflict):
+		return fmt.Errorf("%w; run again with --force-conflicts to take these fields over, or undo the other manager's change", err)
+	case errors.Is(err, install.ErrOtherInstall):
+		return fmt.Errorf("%w; --adopt takes them over", err)
+	case errors.Is(err, install.ErrNotOurs):
+		return fmt.Errorf("%w; run again with --adopt to take it over, or delete it (uninstall what installed it) first", err)
 	}
 	return err
 }
@@ -190,6 +205,7 @@ func (o *InstallOptions) run(ctx context.Context) error {
 	opts := install.Options{
 		Profile: o.profile, Source: src, Version: o.Version, Values: o.Values, Only: o.Components,
 		Timeout: o.Timeout, Atomic: o.Atomic, RequireInstalled: o.upgrade,
+		ForceConflicts: o.ForceConflicts, Adopt: o.Adopt,
 	}
 	if o.DryRun {
 		opts.Platform = o.Platform
@@ -200,6 +216,9 @@ func (o *InstallOptions) run(ctx context.Context) error {
 		steps, err := install.Resolve(ctx, opts)
 		if err != nil {
 			return err
+		}
+		for _, st := range steps {
+			_, _ = fmt.Fprintf(o.streams.ErrOut, "%s: chart version %s\n", st.Chart.Metadata.Name, st.Resolution)
 		}
 		if o.Output.Format == OutputJSON {
 			return o.renderJSON(steps)

@@ -37,7 +37,7 @@ func TestInstallFlagErrors(t *testing.T) {
 		{"unknown platform", []string{"install", "--platform", "plan9"}, ExitUsage, `unknown --platform "plan9"`},
 		{"two sources", []string{"install", "--charts", "x", "--repo", "http://127.0.0.1:1"}, ExitUsage, "pass only one"},
 		{"bad output", []string{"install", "status", "-o", "xml"}, ExitUsage, "unknown output format"},
-		{"missing version", []string{"install", "--dry-run", "--charts", fixtures.Path("charts"), "--version", "1.30.0"}, ExitFailure, "versions available: 1.29.0, 1.28.0, 1.27.0"},
+		{"missing version", []string{"install", "--dry-run", "--charts", fixtures.Path("charts"), "--version", "1.33.0"}, ExitFailure, "versions available: 1.32.1, 1.32.0, 1.31.0, 1.30.0, 1.29.0, 1.28.0, 1.27.0"},
 		{"value without component", []string{"upgrade", "--dry-run", "--charts", fixtures.Path("charts"), "--set", "logLevel=debug"}, ExitFailure, "must start with a component name"},
 	}
 	for _, tt := range tests {

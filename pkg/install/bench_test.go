@@ -94,7 +94,7 @@ func (o *readyObserver) at(w Workload) (time.Time, bool) {
 //	go test -run '^$' -bench BenchmarkInstall -benchtime 3x ./pkg/install
 func BenchmarkInstall(b *testing.B) {
 	lab := getLab(b)
-	srv := serveCharts(b, testCharts(b, "1.28.0"))
+	srv := serveCharts(b, testCharts(b, "1.32.1"))
 	ctx := context.Background()
 	for _, nodes := range []int{3, 100} {
 		if have := len(lab.Nodes); have < nodes {
@@ -118,7 +118,7 @@ func BenchmarkInstall(b *testing.B) {
 				src := &RepoSource{URL: srv.URL, CacheDir: b.TempDir()}
 				b.StartTimer()
 				start := time.Now()
-				res := mustRun(ctx, b, in, installOpts(b, src, "1.28.0"))
+				res := mustRun(ctx, b, in, installOpts(b, src, "1.32.1"))
 				w := time.Since(start)
 				b.StopTimer()
 				// The observer's copy of the last event may still be in flight.

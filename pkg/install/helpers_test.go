@@ -13,9 +13,9 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
 
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/repo"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	repo "helm.sh/helm/v4/pkg/repo/v1"
 )
 
 // repoRoot is the module root (tests run in pkg/install).
@@ -131,4 +131,11 @@ func contextWithCancelOn(parent context.Context, buf *syncBuffer, marker string)
 		}
 	}
 	return ctx, cancel
+}
+
+// Reset empties the buffer.
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }

@@ -8,16 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/storage/driver"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	helmkube "helm.sh/helm/v4/pkg/kube"
+	rcommon "helm.sh/helm/v4/pkg/release/common"
+	release "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage/driver"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -44,6 +48,7 @@ type Installer struct {
 
 	mu      sync.Mutex
 	configs map[string]*action.Configuration
+	cur     *current // the component being waited for (helm.go)
 }
 
 // Options describe one install or upgrade.
@@ -65,8 +70,16 @@ type Options struct {
 	Only []string
 	// Timeout bounds each component's wait.
 	Timeout time.Duration
-	// Atomic rolls back a component that fails (install: uninstall it).
+	// Atomic rolls back a component that fails (install: uninstall it),
+	// through Helm 4's RollbackOnFailure.
 	Atomic bool
+	// ForceConflicts takes over fields another field manager owns
+	// (server-side apply conflicts); without it such a conflict fails the
+	// component and names the object, the field and its manager.
+	ForceConflicts bool
+	// Adopt takes over objects no release owns yet (Helm 4's TakeOwnership),
+	// as left by istioctl or a deleted release.
+	Adopt bool
 	// RequireInstalled refuses to run when istiod is not installed (upgrade).
 	RequireInstalled bool
 }
@@ -76,6 +89,9 @@ type Step struct {
 	Component
 	Chart  *chart.Chart   `json:"-"`
 	Values map[string]any `json:"values,omitempty"`
+	// Resolution says how Version was chosen (a range resolved against the
+	// source's versions, --version, or the charts' own).
+	Resolution Resolution `json:"resolution"`
 }
 
 // ComponentResult is what happened to one component.
@@ -128,16 +144,23 @@ func Resolve(ctx context.Context, o Options) ([]Step, error) {
 		if len(o.Only) > 0 && !contains(o.Only, c.Chart) {
 			continue
 		}
-		v := o.Version
-		if v == "" {
-			v = o.Profile.DefaultVersion
-			if o.Source.Local() {
-				have, err := o.Source.Versions(ctx, c.Chart)
-				if err == nil && len(have) == 1 {
-					v = have[0]
-				}
+		requested := o.Version
+		if requested == "" {
+			requested = c.Version // the range charts/ambient declares
+			if requested == "" {
+				requested = o.Profile.DefaultVersion
 			}
 		}
+		res, err := resolveVersion(ctx, o.Source, c.Chart, requested, o.Version != "")
+		if err != nil {
+			if first == nil {
+				first = err
+			} else {
+				alsoMissing = append(alsoMissing, c.Chart)
+			}
+			continue
+		}
+		v := res.Version
 		c.Version = v
 		c.Repository = o.Source.String()
 		ch, err := o.Source.Load(ctx, c.Chart, v)
@@ -149,7 +172,7 @@ func Resolve(ctx context.Context, o Options) ([]Step, error) {
 			}
 			continue
 		}
-		steps = append(steps, Step{Component: c, Chart: ch, Values: vals[c.Chart]})
+		steps = append(steps, Step{Component: c, Chart: ch, Values: vals[c.Chart], Resolution: res})
 	}
 	if first != nil {
 		if len(alsoMissing) > 0 {
@@ -169,23 +192,25 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func (in *Installer) logf(format string, v ...any) {
-	if in.Debug != nil {
-		_, _ = fmt.Fprintf(in.Debug, format+"\n", v...)
-	}
-}
-
 // config returns the Helm configuration for a namespace (one per namespace,
-// reused), storing releases as Secrets as the helm CLI does by default.
+// reused), storing releases as Secrets as the helm CLI does by default, with
+// our waiter plugged into Helm's kube client.
 func (in *Installer) config(ns string) (*action.Configuration, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if c, ok := in.configs[ns]; ok {
 		return c, nil
 	}
-	cfg := new(action.Configuration)
-	if err := cfg.Init(in.Getter, ns, "secret", in.logf); err != nil {
+	log := io.Discard
+	if in.Debug != nil {
+		log = in.Debug
+	}
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err := cfg.Init(in.Getter, ns, "secret"); err != nil {
 		return nil, fmt.Errorf("configure helm for namespace %s: %w", ns, err)
+	}
+	if kc, ok := cfg.KubeClient.(*helmkube.Client); ok {
+		cfg.KubeClient = &helmClient{Client: kc, in: in}
 	}
 	if in.configs == nil {
 		in.configs = map[string]*action.Configuration{}
@@ -200,14 +225,14 @@ func (in *Installer) lastRelease(c Component) (*release.Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	rel, err := cfg.Releases.Last(c.Release)
+	r, err := cfg.Releases.Last(c.Release)
 	if errors.Is(err, driver.ErrReleaseNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, in.clusterErr(fmt.Errorf("read helm release %s in %s: %w", c.Release, c.Namespace, err))
 	}
-	return rel, nil
+	return v1Release(r)
 }
 
 // reachable checks the cluster answers before anything else talks to it,
@@ -245,6 +270,12 @@ func (in *Installer) Install(ctx context.Context, o Options, steps []Step) (*Res
 	if err := in.checkAccess(ctx, steps); err != nil {
 		return res, err
 	}
+	for _, st := range steps {
+		in.Progress.Note("%s: chart version %s", st.Chart.Metadata.Name, st.Resolution)
+	}
+	if err := in.checkOtherInstall(ctx, o, steps); err != nil {
+		return res, err
+	}
 	if err := in.checkSkew(ctx, o, steps); err != nil {
 		return res, err
 	}
@@ -271,7 +302,7 @@ func (in *Installer) deployedVersion(c Component) (string, error) {
 	if err != nil || rel == nil || rel.Chart == nil || rel.Chart.Metadata == nil {
 		return "", err
 	}
-	if rel.Info.Status == release.StatusUninstalled {
+	if rel.Info.Status == rcommon.StatusUninstalled {
 		return "", nil
 	}
 	return rel.Chart.Metadata.Version, nil
@@ -308,6 +339,23 @@ func (in *Installer) checkSkew(ctx context.Context, o Options, steps []Step) err
 	if o.RequireInstalled && after[ChartIstiod] == "" {
 		return fmt.Errorf("istiod is not installed in this cluster and upgrade does not install it; run kubectl ambient install first")
 	}
+	for name, v := range after {
+		if v == PlaceholderVersion {
+			// A source tree's placeholder says nothing about the Istio
+			// inside: there is no skew to judge.
+			in.Progress.Note("%s: unreleased source tree (chart version %s); version skew not checked", name, v)
+			return nil
+		}
+	}
+	if v, ok := planned[ChartIstiod]; ok {
+		now, err := in.deployedVersion(mustComponent(comps, ChartIstiod))
+		if err != nil {
+			return err
+		}
+		if err := checkUpgradePath(now, v); err != nil {
+			return err
+		}
+	}
 	if after[ChartIstiod] == "" && (after[ChartCNI] != "" || after[ChartZtunnel] != "") {
 		return fmt.Errorf("%w: cni and ztunnel need istiod, which is neither installed nor part of this run; include istiod", ErrSkew)
 	}
@@ -321,7 +369,7 @@ func releaseDigest(ch *chart.Chart) string {
 	var walk func(c *chart.Chart)
 	walk = func(c *chart.Chart) {
 		_, _ = fmt.Fprintf(h, "%s\x00%s\x00", c.Metadata.Name, c.Metadata.Version)
-		tpls := append([]*chart.File(nil), c.Templates...)
+		tpls := append([]*common.File(nil), c.Templates...)
 		sort.Slice(tpls, func(i, j int) bool { return tpls[i].Name < tpls[j].Name })
 		for _, t := range tpls {
 			_, _ = fmt.Fprintf(h, "%s\x00%x\x00", t.Name, sha256.Sum256(t.Data))
@@ -371,7 +419,7 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 	// apply again on top of it.
 	if last != nil && last.Info.Status.IsPending() {
 		p.Note("%s: revision %d was left %s by an interrupted run; applying again", st.Chart.Metadata.Name, last.Version, last.Info.Status)
-		last.SetStatus(release.StatusFailed, "interrupted; superseded by kubectl ambient")
+		last.SetStatus(rcommon.StatusFailed, "interrupted; superseded by kubectl ambient")
 		if err := cfg.Releases.Update(last); err != nil {
 			p.Done(false, "cannot update the release")
 			return cr, in.clusterErr(fmt.Errorf("mark interrupted release %s revision %d failed: %w", st.Release, last.Version, err))
@@ -379,8 +427,8 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 	}
 
 	var rel *release.Release
-	fresh := last == nil || last.Info.Status == release.StatusUninstalled
-	unchanged := !fresh && last.Info.Status == release.StatusDeployed && last.Chart != nil &&
+	fresh := last == nil || last.Info.Status == rcommon.StatusUninstalled
+	unchanged := !fresh && last.Info.Status == rcommon.StatusDeployed && last.Chart != nil &&
 		releaseDigest(last.Chart) == releaseDigest(st.Chart) && sameValues(last.Config, st.Values)
 	if unchanged && in.drifted(ctx, last) {
 		// Same chart and values, but a workload was deleted behind Helm's
@@ -388,7 +436,42 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 		p.Note("%s: release %s is unchanged but its workloads are missing; applying again", st.Chart.Metadata.Name, st.Release)
 		unchanged = false
 	}
+	// The revision Helm is about to write: install and upgrade both number
+	// it one past the last (an uninstalled release replaced included).
+	revision, verb := 1, "installed"
+	if last != nil {
+		revision = last.Version + 1
+	}
+	if !fresh {
+		verb = "upgraded"
+	}
+	cur := &current{ctx: ctx}
+	cur.onUpdate = func(w Workload, r Readiness) {
+		p.Update(fmt.Sprintf("%s revision %d: %s %s: %s", verb, revision, w.Kind, w.Name, r.Detail))
+	}
+	cur.onWait = func(ws []Workload) {
+		if unchanged {
+			verb, revision = "unchanged", last.Version
+		}
+		p.Update(fmt.Sprintf("%s (revision %d), waiting for %d workload(s)", verb, revision, len(ws)))
+		if p != nil && !p.tty {
+			p.Note("%s: %s (revision %d) in %s, waiting for %s", st.Chart.Metadata.Name, verb, revision, round(cur.applied.Sub(cr.Started)), describe(ws))
+		}
+	}
+	in.mu.Lock()
+	in.cur = cur
+	in.mu.Unlock()
+	defer func() {
+		in.mu.Lock()
+		in.cur = nil
+		in.mu.Unlock()
+	}()
+	// Helm gets a context that Ctrl-C does not cancel: on cancel Helm 4
+	// returns at once and goes on applying in the background, then rolls
+	// back; our waiter sees the real context instead (helm.go).
+	hctx := context.WithoutCancel(ctx)
 	applyStart := time.Now()
+	var r any
 	switch {
 	case unchanged:
 		rel = last
@@ -400,10 +483,18 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 		act.CreateNamespace = true
 		act.DisableOpenAPIValidation = true // the API server validates; the schema download is slow
 		act.Description = "installed by kubectl ambient"
+		act.ServerSideApply = true
+		// Adopting takes the objects over, fields included: istioctl wrote
+		// them with its own field manager.
+		act.ForceConflicts = o.ForceConflicts || o.Adopt
+		act.TakeOwnership = o.Adopt
+		act.WaitStrategy = waitOurs
+		act.Timeout = o.Timeout
+		act.RollbackOnFailure = o.Atomic
 		if last != nil {
 			act.Replace = true // reuse the name of a release uninstalled with --keep-history
 		}
-		rel, err = act.RunWithContext(ctx, st.Chart, st.Values)
+		r, err = act.RunWithContext(hctx, st.Chart, st.Values)
 		cr.Action = "installed"
 	default:
 		act := action.NewUpgrade(cfg)
@@ -412,38 +503,63 @@ func (in *Installer) installOne(ctx context.Context, o Options, st Step) (Compon
 		act.MaxHistory = 10
 		act.ResetValues = true // our values are complete; do not merge the old ones
 		act.Description = "upgraded by kubectl ambient"
-		rel, err = act.RunWithContext(ctx, st.Release, st.Chart, st.Values)
+		// "true", not Helm's "auto" (which keeps the apply method a release
+		// was first written with): releases Helm 3 wrote move to
+		// server-side apply, and Helm upgrades their client-side field
+		// manager entries so no field is left with two owners.
+		act.ServerSideApply = "true"
+		// A release written with client-side apply (Helm 3, the helm CLI or
+		// an older kubectl-ambient) left its fields to the manager that
+		// wrote it ("helm", or the binary's name). Helm migrates only
+		// entries of our own manager name, so the release's own fields
+		// conflict with themselves on the first server-side apply (seen in
+		// TestHelmCLIs without this): they belong to this release, take them.
+		act.ForceConflicts = o.ForceConflicts || last.ApplyMethod != string(release.ApplyMethodServerSideApply)
+		act.TakeOwnership = o.Adopt
+		act.WaitStrategy = waitOurs
+		act.Timeout = o.Timeout
+		act.RollbackOnFailure = o.Atomic
+		r, err = act.RunWithContext(hctx, st.Release, st.Chart, st.Values)
 		cr.Action = "upgraded"
 	}
-	cr.Apply = time.Since(applyStart)
+	if r != nil && rel == nil {
+		if rr, ok := r.(*release.Release); ok {
+			rel = rr
+		}
+	}
+	if !cur.applied.IsZero() {
+		cr.Apply, cr.Wait = cur.applied.Sub(applyStart), time.Since(cur.applied)
+	} else {
+		cr.Apply = time.Since(applyStart)
+	}
+	cr.Ready = cur.ready
 	if err != nil {
 		cr.Action = "failed"
-		return cr, in.applyFailed(ctx, o, st, cfg, last, fresh, err)
+		if !cur.applied.IsZero() {
+			cr.Revision = revision // applied, then rolled back or left failed
+		}
+		if cur.applied.IsZero() {
+			return cr, in.applyFailed(ctx, o, st, last, fresh, err)
+		}
+		return cr, in.waitFailed(o, st, last, fresh, err)
 	}
 	cr.Revision = rel.Version
-	verb := cr.Action
 	if unchanged {
-		verb = "unchanged"
+		// Helm did not run: wait for the recorded revision ourselves.
+		if werr := in.waitFor(Workloads(rel.Manifest, st.Namespace), o.Timeout); werr != nil {
+			cr.Action, cr.Wait, cr.Ready = "failed", time.Since(cur.applied), cur.ready
+			return cr, in.waitFailed(o, st, last, fresh, werr)
+		}
+		cr.Wait, cr.Ready = time.Since(cur.applied), cur.ready
 	}
-	workloads := Workloads(rel.Manifest, st.Namespace)
-	p.Update(fmt.Sprintf("%s (revision %d), waiting for %d workload(s)", verb, rel.Version, len(workloads)))
-	if p != nil && !p.tty {
-		p.Note("%s: %s (revision %d) in %s, waiting for %s", st.Chart.Metadata.Name, verb, rel.Version, round(cr.Apply), describe(workloads))
+	if cur.interrupted != nil {
+		// Interrupted (Ctrl-C): the revision is applied and recorded, so a
+		// re-run finds it unchanged and only waits again.
+		in.Progress.Done(false, "interrupted while waiting")
+		return cr, fmt.Errorf("%s: interrupted while waiting for release %s revision %d to become ready (%w); it is applied and recorded, run the same command again to resume waiting: %w",
+			st.Chart.Metadata.Name, st.Release, rel.Version, cur.interrupted, context.Canceled)
 	}
-	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	waitStart := time.Now()
-	wt := &Waiter{Kube: in.Kube, OnUpdate: func(w Workload, r Readiness) {
-		p.Update(fmt.Sprintf("%s revision %d: %s %s: %s", verb, rel.Version, w.Kind, w.Name, r.Detail))
-	}}
-	ready, err := wt.Wait(wctx, workloads)
-	cr.Wait = time.Since(waitStart)
-	cr.Ready = ready
-	if err != nil {
-		cr.Action = "failed"
-		return cr, in.waitFailed(ctx, o, st, cfg, last, fresh, rel, err)
-	}
-	p.Done(true, fmt.Sprintf("%s, revision %d, ready", verb, rel.Version))
+	p.Done(true, fmt.Sprintf("%s, revision %d, ready", cr.Action, rel.Version))
 	return cr, nil
 }
 
@@ -474,7 +590,7 @@ func retryHint(st Step) string {
 }
 
 // applyFailed handles a failed render or apply.
-func (in *Installer) applyFailed(ctx context.Context, o Options, st Step, cfg *action.Configuration, last *release.Release, fresh bool, err error) error {
+func (in *Installer) applyFailed(ctx context.Context, o Options, st Step, last *release.Release, fresh bool, err error) error {
 	name := st.Chart.Metadata.Name
 	in.Progress.Done(false, "apply failed")
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
@@ -484,66 +600,62 @@ func (in *Installer) applyFailed(ctx context.Context, o Options, st Step, cfg *a
 	if errors.Is(err, kube.ErrUnreachable) {
 		return err
 	}
+	if c := conflictOf(err); c != "" {
+		return fmt.Errorf("%s: release %s: %s: %w", name, st.Release, c, ErrConflict)
+	}
+	if o := ownershipOf(err); o != "" {
+		return fmt.Errorf("%s: release %s: %s: %w", name, st.Release, o, ErrNotOurs)
+	}
 	if strings.Contains(err.Error(), "forbidden") {
 		return fmt.Errorf("%s: permission denied applying release %s: %w; use an identity allowed to install cluster-wide resources", name, st.Release, err)
 	}
-	rolled := ""
-	if o.Atomic {
-		rolled = in.rollback(cfg, st, last, fresh)
-	}
-	// Render errors come back before anything is applied.
-	return fmt.Errorf("%s: release %s (chart %s) failed to apply: %w%s; %s", name, st.Release, st.Version, err, rolled, retryHint(st))
+	return fmt.Errorf("%s: release %s (chart %s) failed to apply: %w%s; %s", name, st.Release, st.Version, err, in.rolledBack(o, st, last, fresh), retryHint(st))
 }
 
 // waitFailed handles a component that did not become ready in time.
-func (in *Installer) waitFailed(ctx context.Context, o Options, st Step, cfg *action.Configuration, last *release.Release, fresh bool, rel *release.Release, err error) error {
+func (in *Installer) waitFailed(o Options, st Step, last *release.Release, fresh bool, err error) error {
 	name := st.Chart.Metadata.Name
-	if ctx.Err() != nil {
-		// Interrupted (Ctrl-C): the revision is applied and recorded, so a
-		// re-run finds it unchanged and only waits again.
-		in.Progress.Done(false, "interrupted while waiting")
-		return fmt.Errorf("%s: interrupted while waiting for release %s revision %d to become ready (%w); it is applied and recorded, run the same command again to resume waiting: %w",
-			name, st.Release, rel.Version, err, context.Canceled)
-	}
 	in.Progress.Done(false, "not ready")
-	rolled := ""
-	if o.Atomic {
-		rolled = in.rollback(cfg, st, last, fresh)
-	} else {
-		rolled = fmt.Sprintf("; release %s revision %d is left in place (--atomic=false)", st.Release, rel.Version)
-	}
-	return fmt.Errorf("%s did not become ready within %s: %w%s; %s, or raise --timeout", name, o.Timeout, err, rolled, retryHint(st))
+	return fmt.Errorf("%s did not become ready within %s: %w%s; %s, or raise --timeout", name, o.Timeout, unwrapHelm(err), in.rolledBack(o, st, last, fresh), retryHint(st))
 }
 
-// rollback undoes a failed component: a fresh install is uninstalled, an
-// upgrade goes back to the last deployed revision. It returns a clause for
-// the error message.
-func (in *Installer) rollback(cfg *action.Configuration, st Step, last *release.Release, fresh bool) string {
-	// A render error returns before Helm records a revision: nothing to undo.
-	now, err := cfg.Releases.Last(st.Release)
-	if (fresh && err != nil) || (!fresh && err == nil && now.Version == last.Version) {
+// unwrapHelm returns our NotReadyError out of Helm's rollback wrapping, so
+// the message says what was not ready once.
+func unwrapHelm(err error) error {
+	var nr *NotReadyError
+	if errors.As(err, &nr) {
+		return nr
+	}
+	return err
+}
+
+// rolledBack describes what Helm's RollbackOnFailure left, read back from
+// the release history: a clause for the error message.
+func (in *Installer) rolledBack(o Options, st Step, last *release.Release, fresh bool) string {
+	now, err := in.lastRelease(st.Component)
+	if err != nil {
+		return fmt.Sprintf("; the release could not be read back (%v)", err)
+	}
+	switch {
+	case fresh && (now == nil || now.Info.Status == rcommon.StatusUninstalled):
+		if o.Atomic {
+			return fmt.Sprintf("; rolled back: release %s uninstalled, earlier components kept", st.Release)
+		}
+		return fmt.Sprintf("; nothing was applied (release %s not created)", st.Release)
+	case now == nil:
+		return ""
+	case !fresh && now.Version == last.Version:
 		return fmt.Sprintf("; nothing was applied (release %s unchanged)", st.Release)
+	case !o.Atomic:
+		return fmt.Sprintf("; release %s revision %d is left in place (--atomic=false)", st.Release, now.Version)
+	case fresh:
+		return fmt.Sprintf("; release %s revision %d is left %s", st.Release, now.Version, now.Info.Status)
 	}
-	if fresh {
-		un := action.NewUninstall(cfg)
-		un.IgnoreNotFound = true
-		if _, err := un.Run(st.Release); err != nil {
-			return fmt.Sprintf("; rolling back failed too (uninstall %s: %v)", st.Release, err)
-		}
-		return fmt.Sprintf("; rolled back: release %s uninstalled, earlier components kept", st.Release)
+	// Helm's rollback is a new revision described "Rollback to N".
+	if now.Info.Status == rcommon.StatusDeployed && strings.HasPrefix(now.Info.Description, "Rollback to ") {
+		return fmt.Sprintf("; rolled back: release %s rolled back to revision %s, earlier components kept", st.Release, strings.TrimPrefix(now.Info.Description, "Rollback to "))
 	}
-	rb := action.NewRollback(cfg)
-	rb.Version = last.Version
-	rb.MaxHistory = 10
-	if last.Info.Status != release.StatusDeployed {
-		if d, err := cfg.Releases.Deployed(st.Release); err == nil {
-			rb.Version = d.Version
-		}
-	}
-	if err := rb.Run(st.Release); err != nil {
-		return fmt.Sprintf("; rolling back failed too (rollback %s to revision %d: %v)", st.Release, rb.Version, err)
-	}
-	return fmt.Sprintf("; rolled back: release %s rolled back to revision %d, earlier components kept", st.Release, rb.Version)
+	return fmt.Sprintf("; release %s revision %d is %s", st.Release, now.Version, now.Info.Status)
 }
 
 // gatewayAPICheck warns when the Gateway API CRDs are missing: ambient's

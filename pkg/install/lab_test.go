@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v3/pkg/release"
+	rcommon "helm.sh/helm/v4/pkg/release/common"
+	release "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,7 +149,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("missing version fails before anything is applied", func(t *testing.T) {
 		_, err := run(ctx, t, in, installOpts(t, src, "1.99.0"))
 		if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "version 1.99.0") ||
-			!strings.Contains(err.Error(), "1.29.0, 1.28.0, 1.27.0") || !strings.Contains(err.Error(), "nothing was applied") {
+			!strings.Contains(err.Error(), "1.32.1, 1.32.0, 1.31.0, 1.30.0, 1.29.0, 1.28.0, 1.27.0") || !strings.Contains(err.Error(), "nothing was applied") {
 			t.Fatalf("err = %v", err)
 		}
 		if r := releases(t, in); len(r) != 0 {
@@ -328,7 +329,7 @@ func TestLifecycle(t *testing.T) {
 			}
 		}
 		rel := releases(t, in)["ztunnel"]
-		if rel.Chart.Metadata.Version != "1.29.0" || rel.Info.Status != release.StatusDeployed {
+		if rel.Chart.Metadata.Version != "1.29.0" || rel.Info.Status != rcommon.StatusDeployed {
 			t.Errorf("after rollback ztunnel is %s %s, want 1.29.0 deployed", rel.Chart.Metadata.Version, rel.Info.Status)
 		}
 		// The rollback is waited for by nobody: check the DaemonSet converges.
@@ -434,7 +435,7 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("err = %v\nprogress:\n%s", err, buf.String())
 		}
 		rel := releases(t, in)["ztunnel"]
-		if rel == nil || rel.Info.Status != release.StatusDeployed {
+		if rel == nil || rel.Info.Status != rcommon.StatusDeployed {
 			t.Fatalf("interrupted ztunnel release = %v, want recorded as deployed", rel)
 		}
 		// The re-run (with the good chart) converges.
@@ -454,11 +455,15 @@ func TestLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		last, err := cfg.Releases.Last("ztunnel")
+		r, err := cfg.Releases.Last("ztunnel")
 		if err != nil {
 			t.Fatal(err)
 		}
-		last.SetStatus(release.StatusPendingUpgrade, "killed")
+		last, err := v1Release(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last.SetStatus(rcommon.StatusPendingUpgrade, "killed")
 		if err := cfg.Releases.Update(last); err != nil {
 			t.Fatal(err)
 		}
@@ -471,7 +476,7 @@ func TestLifecycle(t *testing.T) {
 		if !strings.Contains(buf.String(), "left pending-upgrade by an interrupted run") {
 			t.Errorf("no note about the interrupted run:\n%s", buf.String())
 		}
-		if rel := releases(t, in)["ztunnel"]; rel.Info.Status != release.StatusDeployed {
+		if rel := releases(t, in)["ztunnel"]; rel.Info.Status != rcommon.StatusDeployed {
 			t.Errorf("ztunnel status %s after recovery", rel.Info.Status)
 		}
 	})

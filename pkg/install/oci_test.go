@@ -14,9 +14,9 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/registry"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/registry"
 )
 
 // ociRegistry is a minimal read-only OCI distribution server on 127.0.0.1
@@ -151,7 +151,7 @@ func TestOCISource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(vs, ",") != "1.29.0,1.28.0,1.27.0" {
+	if strings.Join(vs, ",") != "1.32.1,1.32.0,1.31.0,1.30.0,1.29.0,1.28.0,1.27.0" {
 		t.Errorf("versions = %v", vs)
 	}
 	steps, err := Resolve(ctx, Options{Profile: mustProfile(t), Source: src, Version: "1.29.0", Platform: "generic"})
@@ -167,8 +167,8 @@ func TestOCISource(t *testing.T) {
 	if err := RenderAll(&b, steps); err != nil || !strings.Contains(b.String(), "kind: DaemonSet") {
 		t.Errorf("render of OCI charts: %v", err)
 	}
-	_, err = Resolve(ctx, Options{Profile: mustProfile(t), Source: src, Version: "1.30.0", Platform: "generic"})
-	if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "version 1.30.0") || !strings.Contains(err.Error(), "1.29.0, 1.28.0, 1.27.0") {
+	_, err = Resolve(ctx, Options{Profile: mustProfile(t), Source: src, Version: "1.33.0", Platform: "generic"})
+	if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "version 1.33.0") || !strings.Contains(err.Error(), "1.32.1, 1.32.0, 1.31.0, 1.30.0, 1.29.0, 1.28.0, 1.27.0") {
 		t.Errorf("missing OCI version: %v", err)
 	}
 }

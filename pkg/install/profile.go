@@ -13,8 +13,9 @@ import (
 	"path"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/charts"
@@ -49,7 +50,8 @@ const (
 type Profile struct {
 	// Components in install order.
 	Components []Component
-	// DefaultVersion is the pinned Istio version (the umbrella's appVersion).
+	// DefaultVersion is the version range of the dependencies (~1.32.0),
+	// resolved per chart against the source's versions.
 	DefaultVersion string
 	// Repository is the default chart repository.
 	Repository string
@@ -70,7 +72,7 @@ func LoadProfile() (*Profile, error) {
 
 // ParseProfile reads an umbrella chart from a file system rooted at the chart.
 func ParseProfile(fsys fs.FS) (*Profile, error) {
-	var files []*loader.BufferedFile
+	var files []*archive.BufferedFile
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -79,7 +81,7 @@ func ParseProfile(fsys fs.FS) (*Profile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, &loader.BufferedFile{Name: p, Data: b})
+		files = append(files, &archive.BufferedFile{Name: p, Data: b})
 		return nil
 	})
 	if err != nil {
@@ -112,8 +114,10 @@ func profileFromChart(ch *chart.Chart) (*Profile, error) {
 			p.Repository = d.Repository
 		}
 	}
-	if p.DefaultVersion == "" {
-		p.DefaultVersion = p.Components[0].Version
+	// The dependencies' version (a range such as ~1.32.0) is what install
+	// resolves; appVersion only documents it.
+	if v := p.Components[0].Version; v != "" {
+		p.DefaultVersion = v
 	}
 	for _, f := range ch.Files {
 		dir, file := path.Split(f.Name)

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/releaseutil"
+	"helm.sh/helm/v4/pkg/action"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
@@ -18,17 +19,23 @@ import (
 // Render renders a step's manifest the way `helm template` does, without a
 // cluster: CRDs included, hooks included, in Helm's install order.
 func Render(st Step) (string, error) {
-	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler))
 	act := action.NewInstall(cfg)
-	act.DryRun = true
-	act.ClientOnly = true
+	act.DryRunStrategy = action.DryRunClient
 	act.Replace = true
 	act.IncludeCRDs = true
 	act.ReleaseName = st.Release
 	act.Namespace = st.Namespace
-	rel, err := act.Run(st.Chart, st.Values)
+	r, err := act.Run(st.Chart, st.Values)
+	if err == nil && r == nil {
+		err = errors.New("helm returned no release")
+	}
 	if err != nil {
 		return "", fmt.Errorf("render %s (chart %s %s): %w", st.Release, st.Chart.Metadata.Name, st.Version, err)
+	}
+	rel, err := v1Release(r)
+	if err != nil {
+		return "", err
 	}
 	var b strings.Builder
 	b.WriteString(strings.TrimSpace(rel.Manifest))

@@ -49,3 +49,40 @@ func CheckSkew(istiod string, dataplane map[string]string) error {
 	}
 	return nil
 }
+
+// ErrUpgradePath is returned (wrapped) for an istiod upgrade that skips a
+// minor release; it is ambient.ErrUpgradePath.
+var ErrUpgradePath = ambient.ErrUpgradePath
+
+// checkUpgradePath refuses moving istiod from the deployed version to the
+// planned one across more than one minor (ambient.CheckUpgradePath), and
+// says which intermediate version to install first.
+func checkUpgradePath(deployed, planned string) error {
+	if deployed == "" || deployed == PlaceholderVersion || planned == PlaceholderVersion {
+		return nil
+	}
+	from, err1 := ambient.ParseVersion(deployed)
+	to, err2 := ambient.ParseVersion(planned)
+	if err1 != nil || err2 != nil {
+		return nil // not versions: nothing to judge (skew reports them)
+	}
+	if err := ambient.CheckUpgradePath(from, to); err != nil {
+		next := fmt.Sprintf("%d.%d", from.Major(), from.Minor()+1)
+		if to.Less(from) {
+			next = fmt.Sprintf("%d.%d", from.Major(), from.Minor()-1)
+		}
+		return fmt.Errorf("istiod %s is installed: %w; upgrade to the newest %s patch first (kubectl ambient upgrade --version %s.x) and read that release's upgrade notes, then to %s", deployed, err, next, next, planned)
+	}
+	return nil
+}
+
+// mustComponent returns the component with the given chart from comps (the
+// profile always holds the four).
+func mustComponent(comps []Component, chart string) Component {
+	for _, c := range comps {
+		if c.Chart == chart {
+			return c
+		}
+	}
+	return Component{Chart: chart}
+}

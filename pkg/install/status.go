@@ -70,7 +70,7 @@ func (in *Installer) Status(ctx context.Context, p *Profile, platformName string
 			row.AppVersion = rel.Chart.Metadata.AppVersion
 			row.Revision = rel.Version
 			row.Status = rel.Info.Status.String()
-			row.Updated = rel.Info.LastDeployed.Time
+			row.Updated = rel.Info.LastDeployed
 			row.Ready = true
 			for _, w := range Workloads(rel.Manifest, ns) {
 				r, err := in.readinessNow(ctx, w)

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v4/pkg/action"
+	helmkube "helm.sh/helm/v4/pkg/kube"
+	rcommon "helm.sh/helm/v4/pkg/release/common"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -150,7 +151,7 @@ func (in *Installer) Uninstall(ctx context.Context, o UninstallOptions) (*Uninst
 				in.Progress.Done(false, "cannot read the release")
 				return res, err
 			}
-			if rel == nil || rel.Info.Status == release.StatusUninstalled {
+			if rel == nil || rel.Info.Status == rcommon.StatusUninstalled {
 				continue
 			}
 			found = true
@@ -161,6 +162,7 @@ func (in *Installer) Uninstall(ctx context.Context, o UninstallOptions) (*Uninst
 			un := action.NewUninstall(cfg)
 			un.IgnoreNotFound = true
 			un.Description = "uninstalled by kubectl ambient"
+			un.WaitStrategy = helmkube.HookOnlyStrategy // Helm 4 requires one; we do not wait for deletions
 			if _, err := un.Run(c.Release); err != nil {
 				in.Progress.Done(false, "failed")
 				return res, in.clusterErr(fmt.Errorf("uninstall release %s in %s: %w; run the same command again to continue", c.Release, ns, err))

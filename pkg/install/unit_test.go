@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +11,8 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/golden"
 
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"sigs.k8s.io/yaml"
 )
 
@@ -133,7 +134,7 @@ func TestLocalSourceFindsChartsByName(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Join(vs, ",") != "1.29.0,1.28.0,1.27.0" {
+		if strings.Join(vs, ",") != "1.32.1,1.32.0,1.31.0,1.30.0,1.29.0,1.28.0,1.27.0" {
 			t.Errorf("%s versions = %v", name, vs)
 		}
 	}
@@ -144,8 +145,8 @@ func TestLocalSourceFindsChartsByName(t *testing.T) {
 	if ch.Metadata.Name != "istiod" || ch.Metadata.Version != "1.27.0" {
 		t.Errorf("loaded %s %s", ch.Metadata.Name, ch.Metadata.Version)
 	}
-	_, err = src.Load(ctx, "ztunnel", "1.30.0")
-	if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "version 1.30.0") || !strings.Contains(err.Error(), "1.29.0, 1.28.0, 1.27.0") {
+	_, err = src.Load(ctx, "ztunnel", "1.33.0")
+	if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "version 1.33.0") || !strings.Contains(err.Error(), "1.32.1, 1.32.0, 1.31.0, 1.30.0, 1.29.0, 1.28.0, 1.27.0") {
 		t.Errorf("missing version error = %v", err)
 	}
 	// The first path wins for a duplicate name and version.
@@ -192,7 +193,7 @@ func TestRepoSourceCachesCharts(t *testing.T) {
 	}
 	src := &RepoSource{URL: srv.URL, CacheDir: cache}
 	_, err := src.Load(ctx, "istiod", "2.0.0")
-	if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "versions available: 1.29.0, 1.28.0, 1.27.0") {
+	if !errors.Is(err, ErrChartNotFound) || !strings.Contains(err.Error(), "versions available: 1.32.1, 1.32.0, 1.31.0, 1.30.0, 1.29.0, 1.28.0, 1.27.0") {
 		t.Errorf("missing version error = %v", err)
 	}
 	bad := &RepoSource{URL: "http://127.0.0.1:1/charts"}
@@ -266,22 +267,31 @@ func TestUmbrellaChartRendersWithPlainHelm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := NewLocalSource(testCharts(t, "1.28.0"))
+	// Every supported version's charts, so the range ~1.32.0 resolves to
+	// the newest 1.32 patch as Helm would against a repository index.
+	src, err := NewLocalSource(testCharts(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range umbrella.Metadata.Dependencies {
-		ch, err := src.Load(context.Background(), d.Name, d.Version)
+		r, err := resolveVersion(context.Background(), src, d.Name, d.Version, false)
+		if err != nil || r.Version != "1.32.1" {
+			t.Fatalf("dependency %s %s resolved to %q (%v), want the newest 1.32 patch 1.32.1", d.Name, d.Version, r.Version, err)
+		}
+		ch, err := src.Load(context.Background(), d.Name, r.Version)
 		if err != nil {
 			t.Fatalf("dependency %s %s: %v", d.Name, d.Version, err)
 		}
 		umbrella.AddDependency(ch)
 	}
-	cfg := &action.Configuration{Log: func(string, ...any) {}}
-	act := action.NewInstall(cfg)
-	act.DryRun, act.ClientOnly, act.IncludeCRDs = true, true, true
+	act := action.NewInstall(action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler)))
+	act.DryRunStrategy, act.IncludeCRDs = action.DryRunClient, true
 	act.ReleaseName, act.Namespace = "ambient", "istio-system"
-	rel, err := act.Run(umbrella, nil)
+	r, err := act.Run(umbrella, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := v1Release(r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -254,7 +254,7 @@ func healthyInstall() *fixture {
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", Labels: map[string]string{ambient.LabelUseWaypoint: "waypoint"}},
 		Status:     corev1.ServiceStatus{Conditions: []metav1.Condition{{Type: WaypointBoundCondition, Status: metav1.ConditionTrue, Reason: "Bound", Message: "bound to shop/waypoint"}}},
 	})
-	f.dyn = append(f.dyn, gatewayCRD("v1.3.0"), waypoint("shop", "waypoint", true),
+	f.dyn = append(f.dyn, gatewayCRD("v1.5.1"), waypoint("shop", "waypoint", true),
 		unstr(gvkAuthz, "shop", "l4-only", map[string]any{"spec": map[string]any{
 			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
 			"rules":    []any{map[string]any{"from": []any{map[string]any{"source": map[string]any{"principals": []any{"cluster.local/ns/shop/sa/web"}}}}}},
@@ -277,6 +277,6 @@ func cleanCluster() *fixture {
 	for _, n := range nodeNames {
 		f.add(node(n, func(n *corev1.Node) { n.Spec.ProviderID = "kind://docker/lab/" + n.Name }))
 	}
-	f.dyn = append(f.dyn, gatewayCRD("v1.3.0"))
+	f.dyn = append(f.dyn, gatewayCRD("v1.5.1"))
 	return f
 }

@@ -194,12 +194,29 @@ func (h *healther) istiodReady(ctx context.Context) error {
 	if len(deps) == 0 {
 		return fmt.Errorf("no istiod deployment (label app=istiod) in %s", h.c.IstioNamespace)
 	}
-	return deploymentsReady(deps)
+	return deploymentsReady(deps, runningIstio)
+}
+
+// runningIstio names the Istio version a Deployment runs: its first
+// container's image version (what runs), else its version label.
+func runningIstio(d *appsv1.Deployment) string {
+	v := ""
+	if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
+		v = ambient.ImageVersion(cs[0].Image)
+	}
+	if v == "" || v == "latest" {
+		v = d.Labels[ambient.LabelAppVersion]
+	}
+	if v == "" {
+		return ""
+	}
+	return ", running istio " + v
 }
 
 // deploymentsReady fails when any deployment has fewer ready replicas than
 // wanted (ambient.Readiness.Serving: a rollout in progress still serves).
-func deploymentsReady(deps []appsv1.Deployment) error {
+// describe, when set, adds to each ready deployment's line.
+func deploymentsReady(deps []appsv1.Deployment, describe func(*appsv1.Deployment) string) error {
 	var bad, ok []string
 	for i := range deps {
 		d := &deps[i]
@@ -207,7 +224,11 @@ func deploymentsReady(deps []appsv1.Deployment) error {
 		if !r.Serving() {
 			bad = append(bad, fmt.Sprintf("deployment %s/%s has %d of %d replicas ready", d.Namespace, d.Name, r.Ready, r.Want))
 		} else {
-			ok = append(ok, fmt.Sprintf("%s/%s %d/%d ready", d.Namespace, d.Name, r.Ready, r.Want))
+			line := fmt.Sprintf("%s/%s %d/%d ready", d.Namespace, d.Name, r.Ready, r.Want)
+			if describe != nil {
+				line += describe(d)
+			}
+			ok = append(ok, line)
 		}
 	}
 	if len(bad) > 0 {

@@ -374,7 +374,7 @@ func (p *prechecker) istiodHealth(ctx context.Context) error {
 	if len(deps) == 0 {
 		return checker.Skip("no istiod installed")
 	}
-	return deploymentsReady(deps)
+	return deploymentsReady(deps, nil)
 }
 
 func (p *prechecker) injectionNamespaces(ctx context.Context) error {

@@ -125,8 +125,8 @@ func TestPrecheckChecks(t *testing.T) {
 	runCases(t, cleanCluster, precheckOf, []caseDef{
 		{name: "api unreachable skips the rest", id: "kubernetes-version", status: checker.StatusSkipped, message: "kubernetes-api failed",
 			mutate: func(f *fixture) { f.server = "unreachable" }},
-		{name: "kube version supported", id: "kubernetes-version", status: checker.StatusPass, message: "1.30 to 1.34"},
-		{name: "kube version too old", id: "kubernetes-version", status: checker.StatusError, message: "outside the range istio 1.28 supports",
+		{name: "kube version supported", id: "kubernetes-version", status: checker.StatusPass, message: "1.32 to 1.36"},
+		{name: "kube version too old", id: "kubernetes-version", status: checker.StatusError, message: "outside the range istio 1.32 supports",
 			mutate: func(f *fixture) { f.server = "v1.27.3" }},
 		{name: "kube version too new for older istio", id: "kubernetes-version", status: checker.StatusError, message: "1.29 to 1.33",
 			mutate: func(f *fixture) { f.server = "v1.34.1"; f.precheck.IstioVersion = "1.27.2" }},
@@ -207,9 +207,9 @@ func TestPrecheckChecks(t *testing.T) {
 		{name: "sidecars without hbone", id: "sidecars-hbone", status: checker.StatusWarning, message: "legacy/old-0", mutate: withSidecarPod(false)},
 		{name: "gateway api missing", id: "gateway-api-crds", status: checker.StatusWarning, message: "not installed",
 			mutate: func(f *fixture) { f.dyn = nil }},
-		{name: "gateway api too old", id: "gateway-api-crds", status: checker.StatusWarning, message: "v1.0.0 is older than v1.3.0",
+		{name: "gateway api too old", id: "gateway-api-crds", status: checker.StatusWarning, message: "v1.0.0 is older than v1.5.1",
 			mutate: func(f *fixture) { f.dyn = []runtimeObject{gatewayCRD("v1.0.0")} }},
-		{name: "gateway api current", id: "gateway-api-crds", status: checker.StatusPass, message: "v1.3.0 (standard channel)"},
+		{name: "gateway api current", id: "gateway-api-crds", status: checker.StatusPass, message: "v1.5.1 (standard channel)"},
 		{name: "istio namespace to be created", id: "pod-security", status: checker.StatusPass, message: "install creates it"},
 		{name: "istio namespace privileged", id: "pod-security", status: checker.StatusPass,
 			mutate: func(f *fixture) {
