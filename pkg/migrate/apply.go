@@ -9,10 +9,8 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -339,17 +337,6 @@ func ensureWaypoint(ctx context.Context, kc kubernetes.Interface, dc dynamic.Int
 	}
 	opts.Observer.emit(StepWaypointReady, np.Name, name)
 	return nil
-}
-
-func gatewayProgrammed(u *unstructured.Unstructured) bool {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m := asMap(c)
-		if m["type"] == "Programmed" && m["status"] == string(corev1.ConditionTrue) {
-			return true
-		}
-	}
-	return false
 }
 
 // ResultsSummary counts outcomes, for one progress line.

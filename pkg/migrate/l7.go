@@ -185,7 +185,10 @@ func hasPortRule(spec map[string]any) bool {
 func portsRemapped(s *corev1.Service) bool {
 	return slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool {
 		tp := p.TargetPort
-		return !(tp.IntValue() == 0 && tp.StrVal == "") && tp.IntValue() != int(p.Port)
+		if tp.StrVal != "" {
+			return true // a named port: the container port cannot be checked here
+		}
+		return tp.IntVal != 0 && tp.IntVal != p.Port
 	})
 }
 

@@ -158,7 +158,6 @@ func enrollL7(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 	rv := nsObj.ResourceVersion
 	step := func(phase string) error {
 		j.Phase = phase
-		opts.Observer.emit(StepJournaled, np.Name, phase)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -167,6 +166,7 @@ func enrollL7(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 		if err != nil {
 			return fmt.Errorf("journal phase %s: %w", phase, err)
 		}
+		opts.Observer.emit(StepJournaled, np.Name, phase)
 		return ctx.Err()
 	}
 
@@ -254,8 +254,12 @@ func finishL7(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 			continue
 		}
 		j.Phase = PhaseDeleteOriginals
-		obs.emit(StepJournaled, np.Name, PhaseDeleteOriginals)
 		if err := writeJournal(ctx, kc, np.Name, "", j); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		obs.emit(StepJournaled, np.Name, PhaseDeleteOriginals)
+		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
