@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
@@ -56,7 +57,7 @@ func Delete(ctx context.Context, c *kube.Clients, cfg DeleteConfig) (*DeleteRepo
 	out.Users = append(out.Users, w.Workloads...)
 	if len(out.Users) > 0 && !cfg.Force {
 		return out, fmt.Errorf("delete waypoint %s/%s: %w by %d object(s), first %s %s/%s: their traffic would skip L7 policy; remove their %s label first or pass --force",
-			cfg.Namespace, cfg.Name, ErrInUse, len(out.Users), out.Users[0].Kind, out.Users[0].Namespace, out.Users[0].Name, "istio.io/use-waypoint")
+			cfg.Namespace, cfg.Name, ErrInUse, len(out.Users), out.Users[0].Kind, out.Users[0].Namespace, out.Users[0].Name, ambient.LabelUseWaypoint)
 	}
 	g, _ := Discover(c.Discovery)
 	po := metav1.DeleteOptions{}
