@@ -310,3 +310,35 @@ func targetsWaypoint(u *unstructured.Unstructured) bool {
 	}
 	return false
 }
+
+// L7Steps lists, in order, what enrolling this namespace does when it moves
+// L7 policies (Istio's documented migration order), for --dry-run and the
+// plan; each step is journaled on the namespace before it is taken.
+func (n *NamespacePlan) L7Steps(verify, restart bool) []string {
+	if len(n.Moves) == 0 {
+		return nil
+	}
+	var s []string
+	if n.WaypointCreate != "" {
+		s = append(s, fmt.Sprintf("create waypoint Gateway %s (class %s, HBONE 15008) and wait until Programmed", n.WaypointCreate, ambient.WaypointClass))
+	} else {
+		s = append(s, fmt.Sprintf("wait until waypoint %s is Programmed", n.Waypoint))
+	}
+	for _, m := range n.Moves {
+		s = append(s, fmt.Sprintf("create AuthorizationPolicy %s (copy of %s, targetRefs %s)", m.Copy, m.Original, m.Target))
+	}
+	s = append(s, fmt.Sprintf("label namespace %s=%s (only once the waypoint is Programmed)", ambient.LabelUseWaypoint, n.Waypoint))
+	s = append(s, "label namespace "+n.Changes.String())
+	if verify {
+		s = append(s, "verify istio-cni captured the pods")
+	}
+	if restart {
+		s = append(s, "restart sidecar workloads and verify again")
+	}
+	var orig []string
+	for _, m := range n.Moves {
+		orig = append(orig, m.Original)
+	}
+	s = append(s, "delete the selector-based originals "+strings.Join(orig, ", ")+" (kept whole in the journal for unenroll)")
+	return s
+}

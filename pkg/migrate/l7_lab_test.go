@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,6 +230,19 @@ func TestEnrollL7Order(t *testing.T) {
 	ns := l7Namespace(t, lab)
 	before := cluster(t, lab, ns)
 	ctx := context.Background()
+
+	// --dry-run prints every step and every object, and writes nothing.
+	out, errOut, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--waypoint", "--dry-run")
+	if err != nil {
+		t.Fatalf("dry-run: %v\n%s", err, errOut)
+	}
+	for _, want := range []string{"steps, in Istio's migration order", "1. create waypoint Gateway waypoint", "create AuthorizationPolicy api-read-waypoint (copy of api-read, targetRefs Service/api)",
+		"label namespace istio.io/use-waypoint=waypoint (only once the waypoint is Programmed)", "delete the selector-based originals api-read, deny-debug", "name: deny-debug-waypoint", "kind: Gateway"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
+	}
+	diffState(t, "after dry-run", cluster(t, lab, ns), before)
 
 	var mu sync.Mutex
 	var order []string

@@ -30,12 +30,14 @@ import (
 // Programmed. A new function naming the label fails this test, so a second
 // write path cannot appear unreviewed.
 var useWaypointReaders = map[string]bool{
-	"waypoint.ReadInventory":   true, // list selector
-	"waypoint.target":          true, // reads labels
-	"waypoint.Delete":          true, // error message
-	"migrate.labelUseWaypoint": true, // THE write, gated on Programmed
-	"migrate.enrollL7":         true, // journal record of what was added
-	"migrate.<package>":        true, // managedLabels: journaled for restore
+	"waypoint.ReadInventory":            true, // list selector
+	"waypoint.target":                   true, // reads labels
+	"waypoint.Delete":                   true, // error message
+	"migrate.labelUseWaypoint":          true, // THE write, gated on Programmed
+	"migrate.enrollL7":                  true, // journal record of what was added
+	"migrate.<package>":                 true, // managedLabels: journaled for restore
+	"migrate.L7Steps":                   true, // describes the step for --dry-run
+	"meshchecks.danglingWaypointLabels": true, // list selector
 }
 
 func TestOnlyOneGatedPathWritesUseWaypoint(t *testing.T) {
