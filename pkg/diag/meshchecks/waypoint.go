@@ -69,7 +69,7 @@ func danglingWaypointLabels(ctx context.Context, c *Cluster) error {
 	rep := wp.BuildReport(inv)
 	var bad []string
 	for _, d := range rep.Dangling {
-		if c.Namespace != "" && d.Namespace != c.Namespace && !(d.Kind == "Namespace" && d.Name == c.Namespace) {
+		if c.Namespace != "" && d.Namespace != c.Namespace && (d.Kind != "Namespace" || d.Name != c.Namespace) {
 			continue
 		}
 		who := d.Namespace + "/" + d.Name
