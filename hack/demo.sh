@@ -94,6 +94,17 @@ if [ "$lab" = true ]; then
   fi
   rm -f /tmp/demo-before.$$ /tmp/demo-after.$$
   run "$ka" enroll status
+
+  step "waypoint: the Gateway API's own CRDs, a waypoint (the TEST-ONLY stand-in plays istiod), who uses it"
+  gwcrds="$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard"
+  "$kubectl" apply --server-side --force-conflicts -f "$gwcrds/gateway.networking.k8s.io_gatewayclasses.yaml" -f "$gwcrds/gateway.networking.k8s.io_gateways.yaml" >/dev/null
+  "$kubectl" wait --for=condition=Established --timeout=60s crd gateways.gateway.networking.k8s.io >/dev/null
+  go build -o bin/waypoint-sim ./internal/testing/sim/cmd/waypoint-sim
+  "$root/bin/waypoint-sim" &
+  pids+=($!)
+  run "$ka" waypoint apply -n "$ns" --timeout 60s
+  "$kubectl" label namespace "$ns" istio.io/use-waypoint=waypoint >/dev/null
+  run "$ka" waypoint list -A
 fi
 
 step "check: is ambient healthy?"
@@ -108,6 +119,9 @@ step "ztunnel health per node (the TUI's snapshot; 'kubectl ambient tui' in a te
 run "$ka" status --once
 
 if [ "$lab" = true ]; then
+  step "waypoint delete, once nothing uses it (it refuses while something does)"
+  "$kubectl" label namespace "$ns" istio.io/use-waypoint- >/dev/null
+  run "$ka" waypoint delete -n "$ns"
   step "unenroll: labels restored exactly from the journal"
   run "$ka" unenroll namespace "$ns" --dry-run
   run "$ka" unenroll namespace "$ns"

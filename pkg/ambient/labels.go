@@ -65,3 +65,19 @@ const (
 	// to the chart's version on their Deployments and DaemonSets.
 	LabelAppVersion = "app.kubernetes.io/version"
 )
+
+// Waypoint conditions and values (Gateway API and Istio's ambient status).
+const (
+	// ConditionWaypointBound is the condition istiod writes on Services and
+	// ServiceEntries that use a waypoint.
+	ConditionWaypointBound = "istio.io/WaypointBound"
+	// ConditionProgrammed is the Gateway API condition a waypoint Gateway
+	// carries once istiod has deployed it.
+	ConditionProgrammed = "Programmed"
+	// WaypointPort is the waypoint's HBONE listener port.
+	WaypointPort = 15008
+	// WaypointProtocol is the protocol of the waypoint's listener.
+	WaypointProtocol = "HBONE"
+	// UseWaypointNone opts a Service or pod out of its namespace's waypoint.
+	UseWaypointNone = "none"
+)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
@@ -170,7 +171,7 @@ func (o *EnrollOptions) Run(ctx context.Context) error {
 		Workers: o.Workers, Timeout: o.Timeout, RolloutTimeout: o.RolloutTimeout, Observer: o.progress(),
 	}
 	if o.Output.Table() {
-		cfg.OnPlan = func(p *migrate.Plan) { printPlan(o.streams.Out, p) }
+		cfg.OnPlan = func(p *migrate.Plan) { printPlan(o.streams.Out, p, o.Verify, o.RestartSidecars) }
 	}
 	rep, err := migrate.Enroll(ctx, o.clients, cfg)
 	err = enrollFlagHint(err)
@@ -222,6 +223,12 @@ func (o *EnrollOptions) progress() migrate.Observer {
 			line = fmt.Sprintf("namespace %s enrolled (journal written)", e.Namespace)
 		case migrate.StepWaypointCreated:
 			line = fmt.Sprintf("namespace %s: waypoint %s created, waiting until Programmed", e.Namespace, e.Message)
+		case migrate.StepJournaled:
+			line = fmt.Sprintf("namespace %s: journaled, next: %s", e.Namespace, e.Message)
+		case migrate.StepCopyCreated:
+			line = fmt.Sprintf("namespace %s: AuthorizationPolicy %s created (targets the waypoint)", e.Namespace, e.Message)
+		case migrate.StepOriginalDeleted:
+			line = fmt.Sprintf("namespace %s: selector-based AuthorizationPolicy %s deleted", e.Namespace, e.Message)
 		case migrate.StepWaypointReady:
 			line = fmt.Sprintf("namespace %s now uses waypoint %s", e.Namespace, e.Message)
 		case migrate.StepVerifyStarted, migrate.StepVerifyProgress:
@@ -239,7 +246,7 @@ func (o *EnrollOptions) progress() migrate.Observer {
 	}
 }
 
-func printPlan(w io.Writer, p *migrate.Plan) {
+func printPlan(w io.Writer, p *migrate.Plan, verify, restart bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tMODE\tACTION\tPODS\tCAPTURE\tSIDECARS (NO HBONE)\tHOSTNET\tOPTED OUT\tL7\tBLOCKERS\tWAYPOINT\tLABEL CHANGES")
 	for _, n := range p.Namespaces {
@@ -269,6 +276,24 @@ func printPlan(w io.Writer, p *migrate.Plan) {
 		}
 		for _, x := range n.Warnings {
 			fmt.Fprintf(w, "%s: warning: %s\n", n.Name, x)
+		}
+	}
+	for i := range p.Namespaces {
+		n := &p.Namespaces[i]
+		steps := n.L7Steps(verify, restart)
+		if len(steps) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: steps, in Istio's migration order:\n", n.Name)
+		for j, s := range steps {
+			fmt.Fprintf(w, "  %d. %s\n", j+1, s)
+		}
+		for _, m := range n.Moves {
+			b, err := yaml.Marshal(m.CopyObject)
+			if err != nil {
+				continue
+			}
+			fmt.Fprintf(w, "---\n%s", b)
 		}
 	}
 }

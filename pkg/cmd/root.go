@@ -60,7 +60,7 @@ the wire as HBONE mutual TLS, and watch ztunnel health node by node.`,
 	// Feature commands register below, one line each.
 	root.AddCommand(NewCmdVerifyMTLS(f, streams))
 	root.AddCommand(NewCmdTUI(f, streams), NewCmdStatus(f, streams))
-	root.AddCommand(NewCmdEnroll(f, streams), NewCmdUnenroll(f, streams))
+	root.AddCommand(NewCmdEnroll(f, streams), NewCmdUnenroll(f, streams), NewCmdWaypoint(f, streams))
 	root.AddCommand(NewCmdPrecheck(f, streams), NewCmdCheck(f, streams))
 	root.AddCommand(NewCmdInstall(f, streams), NewCmdUpgrade(f, streams), NewCmdUninstall(f, streams))
 	root.AddCommand(NewCmdZtunnel(f, streams))

@@ -9,22 +9,16 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/waypoint"
 )
 
 // Step names a point in an enrollment, reported to the observer. Tests
@@ -131,6 +125,14 @@ func EnrollAccess(plan *Plan, verify, restart bool) []Access {
 			need = append(need, Access{Verb: "create", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name},
 				Access{Verb: "watch", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name})
 		}
+		if len(n.Moves) > 0 {
+			for _, v := range []string{"create", "get", "delete"} {
+				need = append(need, Access{Verb: v, Group: plan.PolicyGVR.Group, Resource: plan.PolicyGVR.Resource, Namespace: n.Name})
+			}
+			need = append(need, Access{Verb: "list", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name},
+				Access{Verb: "watch", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name},
+				Access{Verb: "get", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name})
+		}
 		if restart && n.Pods.Sidecar > 0 {
 			for _, r := range []string{"deployments", "statefulsets", "daemonsets"} {
 				need = append(need, Access{Verb: "patch", Group: "apps", Resource: r, Namespace: n.Name},
@@ -173,7 +175,13 @@ func Apply(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, p
 	for range min(opts.Workers, max(1, len(plan.Namespaces))) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i], errs[i] = enrollOne(ctx, kc, dc, plan, &plan.Namespaces[i], opts)
+				np := &plan.Namespaces[i]
+				switch {
+				case len(np.Moves) > 0 && np.Action == ActionEnroll:
+					results[i], errs[i] = enrollL7(ctx, kc, dc, plan, np, opts)
+				default:
+					results[i], errs[i] = enrollOne(ctx, kc, dc, plan, np, opts)
+				}
 			}
 		})
 	}
@@ -312,63 +320,23 @@ func mergePatch(rv string, add map[string]string, remove []string, annotations m
 }
 
 // ensureWaypoint creates the waypoint Gateway (if absent), waits until it is
-// Programmed, then sets istio.io/use-waypoint on the namespace.
+// Programmed, then sets istio.io/use-waypoint on the namespace (through the
+// one gated path, labelUseWaypoint).
 func ensureWaypoint(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, plan *Plan, np *NamespacePlan, opts ApplyOptions) error {
 	name := np.WaypointCreate
-	gw := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": plan.GatewayGVR.GroupVersion().String(),
-		"kind":       KindGateway,
-		"metadata": map[string]any{
-			"name":      name,
-			"namespace": np.Name,
-			"labels":    map[string]any{ambient.LabelWaypointFor: "service", LabelManagedBy: ManagedByValue},
-		},
-		"spec": map[string]any{
-			"gatewayClassName": ambient.WaypointClass,
-			"listeners":        []any{map[string]any{"name": "mesh", "port": int64(15008), "protocol": "HBONE"}},
-		},
-	}}
-	ri := dc.Resource(plan.GatewayGVR).Namespace(np.Name)
-	if _, err := ri.Create(ctx, gw, metav1.CreateOptions{FieldManager: ManagedByValue}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create waypoint Gateway %s/%s: %w", np.Name, name, err)
+	g := waypoint.GVRs{Gateway: plan.GatewayGVR}
+	if _, err := waypoint.Ensure(ctx, dc, g, waypoint.ApplyConfig{Namespace: np.Name, Name: name}); err != nil {
+		return err
 	}
 	opts.Observer.emit(StepWaypointCreated, np.Name, name)
-	wctx, cancel := context.WithTimeout(ctx, opts.WaypointTimeout)
-	defer cancel()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-			return ri.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-			return ri.Watch(ctx, o)
-		},
+	if _, err := waypoint.WaitProgrammed(ctx, dc.Resource(plan.GatewayGVR).Namespace(np.Name), np.Name, name, opts.WaypointTimeout); err != nil {
+		return err
 	}
-	_, err := watchtools.UntilWithSync(wctx, lw, &unstructured.Unstructured{}, nil, func(e watch.Event) (bool, error) {
-		u, ok := e.Object.(*unstructured.Unstructured)
-		return ok && gatewayProgrammed(u), nil
-	})
-	if err != nil {
-		return fmt.Errorf("waypoint Gateway %s/%s is not Programmed after %s: %w; check that istiod runs and supports class %s", np.Name, name, opts.WaypointTimeout, err, ambient.WaypointClass)
-	}
-	patch, _ := mergePatch("", map[string]string{ambient.LabelUseWaypoint: name}, nil, nil)
-	if _, err := kc.CoreV1().Namespaces().Patch(ctx, np.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
-		return fmt.Errorf("label namespace %q with %s=%s: %w", np.Name, ambient.LabelUseWaypoint, name, err)
+	if err := labelUseWaypoint(ctx, kc, dc, plan.GatewayGVR, np.Name, name); err != nil {
+		return err
 	}
 	opts.Observer.emit(StepWaypointReady, np.Name, name)
 	return nil
-}
-
-func gatewayProgrammed(u *unstructured.Unstructured) bool {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		m := asMap(c)
-		if m["type"] == "Programmed" && m["status"] == string(corev1.ConditionTrue) {
-			return true
-		}
-	}
-	return false
 }
 
 // ResultsSummary counts outcomes, for one progress line.

@@ -75,8 +75,11 @@ func Enroll(ctx context.Context, c *kube.Clients, cfg EnrollConfig) (*EnrollRepo
 	obs.emit(StepValidated, "", "")
 	results, applyErr := Apply(ctx, c.Kube, c.Dynamic, plan, ApplyOptions{Workers: cfg.Workers, WaypointTimeout: cfg.Timeout, Observer: obs})
 	rep.Results = results
-	if applyErr != nil || !cfg.Verify {
+	if applyErr != nil {
 		return rep, applyErr
+	}
+	if !cfg.Verify {
+		return rep, finishL7(ctx, c.Kube, c.Dynamic, plan, obs)
 	}
 	names := make([]string, len(plan.Namespaces))
 	for i, n := range plan.Namespaces {
@@ -94,5 +97,10 @@ func Enroll(ctx context.Context, c *kube.Clients, cfg EnrollConfig) (*EnrollRepo
 			rep.Verify, verifyErr = Verify(ctx, c.Kube, names, verify)
 		}
 	}
-	return rep, errors.Join(verifyErr, restartErr)
+	if verifyErr != nil || restartErr != nil {
+		// The selector-based originals stay until capture is verified; a
+		// re-run deletes them.
+		return rep, errors.Join(verifyErr, restartErr)
+	}
+	return rep, finishL7(ctx, c.Kube, c.Dynamic, plan, obs)
 }

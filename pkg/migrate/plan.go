@@ -58,6 +58,8 @@ type Plan struct {
 	MeshWarnings []string `json:"meshWarnings,omitempty"`
 	// GatewayGVR is where waypoint Gateways are written; empty when the Gateway API is not installed.
 	GatewayGVR schema.GroupVersionResource `json:"-"`
+	// PolicyGVR is where AuthorizationPolicies are read and written.
+	PolicyGVR schema.GroupVersionResource `json:"-"`
 }
 
 // NamespacePlan is the plan for one namespace.
@@ -76,8 +78,14 @@ type NamespacePlan struct {
 	Blockers        []ResourceRef     `json:"blockers,omitempty"`
 	WaypointPresent bool              `json:"waypointPresent"`
 	WaypointCreate  string            `json:"waypointCreate,omitempty"`
-	Changes         LabelChanges      `json:"labelChanges"`
-	Warnings        []string          `json:"warnings,omitempty"`
+	// Waypoint is the waypoint the namespace will use: the one present or
+	// the one to create.
+	Waypoint string `json:"waypoint,omitempty"`
+	// Moves are the selector-based L7 AuthorizationPolicies moved to the
+	// waypoint; with any, enrollment follows Istio's documented order.
+	Moves    []PolicyMove `json:"policyMoves,omitempty"`
+	Changes  LabelChanges `json:"labelChanges"`
+	Warnings []string     `json:"warnings,omitempty"`
 	// HasJournal is true when an earlier enrollment's journal is on the namespace.
 	HasJournal bool `json:"hasJournal"`
 }
@@ -256,7 +264,7 @@ func BuildPlan(s *Snapshot, sel Selection, opts PlanOptions) (*Plan, error) {
 	for i := range s.Namespaces {
 		byName[s.Namespaces[i].Name] = &s.Namespaces[i]
 	}
-	plan := &Plan{GatewayGVR: s.GVR[KindGateway]}
+	plan := &Plan{GatewayGVR: s.GVR[KindGateway], PolicyGVR: s.GVR[KindAuthorizationPolicy]}
 	chosen := map[string]bool{}
 	var errs []error
 	for _, n := range sel.Names {
@@ -304,6 +312,19 @@ func BuildPlan(s *Snapshot, sel Selection, opts PlanOptions) (*Plan, error) {
 		}
 	}
 	sort.Strings(noHBONE)
+	svcByNS := map[string][]*corev1.Service{}
+	for i := range s.Services {
+		if chosen[s.Services[i].Namespace] {
+			svcByNS[s.Services[i].Namespace] = append(svcByNS[s.Services[i].Namespace], &s.Services[i])
+		}
+	}
+	var injected []string
+	for i := range s.Namespaces {
+		if injectionOn(s.Namespaces[i].Labels) {
+			injected = append(injected, s.Namespaces[i].Name)
+		}
+	}
+	sort.Strings(injected)
 	resByNS := map[string][]*unstructured.Unstructured{}
 	for _, kind := range sortedKeys(s.Resources) {
 		items := s.Resources[kind]
@@ -337,6 +358,7 @@ func BuildPlan(s *Snapshot, sel Selection, opts PlanOptions) (*Plan, error) {
 	for _, name := range sortedKeys(chosen) {
 		ns := byName[name]
 		np := planNamespace(ns, podsByNS[name], resByNS[name], s.Installed, opts)
+		planL7(&np, podsByNS[name], svcByNS[name], resByNS[name], injected, opts)
 		np.Blockers = append(np.Blockers, meshBlockers...)
 		strict := strictMeshWide || np.strict
 		if np.Pods.Capture > 0 || np.Action == ActionEnroll {
@@ -467,6 +489,7 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 
 	// Istio objects.
 	waypointSeen := false
+	waypointName := ""
 	for _, u := range res {
 		switch u.GetKind() {
 		case KindAuthorizationPolicy:
@@ -474,7 +497,7 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 				ref := ResourceRef{Kind: KindAuthorizationPolicy, Name: u.GetName(),
 					Reason: "HTTP rules (" + strings.Join(fields, ", ") + ") are enforced only by a waypoint"}
 				np.L7 = append(np.L7, ref)
-				if hasSelector(u) || !hasTargetRefs(u) {
+				if (hasSelector(u) || !hasTargetRefs(u)) && !opts.Waypoint && !hasWaypoint(res) {
 					np.Warnings = append(np.Warnings, fmt.Sprintf("AuthorizationPolicy %s selects workloads and has HTTP rules: ztunnel cannot enforce them and turns it into DENY-all for those workloads; move it to a waypoint (targetRefs) before enrolling", u.GetName()))
 				}
 			}
@@ -502,13 +525,18 @@ func planNamespace(ns *corev1.Namespace, pods []*corev1.Pod, res []*unstructured
 			}
 		case KindGateway:
 			if cls, _, _ := unstructured.NestedString(u.Object, "spec", "gatewayClassName"); cls == ambient.WaypointClass {
+				if !waypointSeen || u.GetName() == opts.WaypointName {
+					waypointName = u.GetName()
+				}
 				waypointSeen = true
 			}
 		}
 	}
 	np.WaypointPresent = waypointSeen
+	np.Waypoint = waypointName
 	if opts.Waypoint && !waypointSeen {
 		np.WaypointCreate = opts.WaypointName
+		np.Waypoint = opts.WaypointName
 	}
 	if len(np.L7) > 0 && !waypointSeen && !opts.Waypoint {
 		np.Warnings = append(np.Warnings, fmt.Sprintf("%d L7 resource(s) need a waypoint and none exists; pass --waypoint to create one", len(np.L7)))

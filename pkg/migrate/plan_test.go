@@ -42,6 +42,12 @@ func loadSnapshot(t testing.TB, name string) *Snapshot {
 				t.Fatal(err)
 			}
 			s.Namespaces = append(s.Namespaces, ns)
+		case "Service":
+			var svc corev1.Service
+			if err := yaml.Unmarshal([]byte(doc), &svc); err != nil {
+				t.Fatal(err)
+			}
+			s.Services = append(s.Services, svc)
 		case "Pod":
 			var p corev1.Pod
 			if err := yaml.Unmarshal([]byte(doc), &p); err != nil {
@@ -115,13 +121,16 @@ func TestBuildPlanNamespaces(t *testing.T) {
 		{name: "already ambient", ns: "done", mode: ModeAmbient, action: ActionNone,
 			pods: PodCounts{Total: 2, Capture: 2, Captured: 1}, changes: "-", noWarnings: []string{"captured in place"}},
 		{name: "L7 resources", ns: "l7", mode: ModeSidecar, action: ActionEnroll,
-			pods:       PodCounts{Total: 1, Capture: 1},
+			pods:       PodCounts{Total: 2, Capture: 1, HostNetwork: 1},
 			changes:    "istio.io/dataplane-mode=ambient istio-injection-",
+			blockers:   []string{"AuthorizationPolicy/at-waypoint"},
 			l7:         []string{"AuthorizationPolicy/api-get-only", "AuthorizationPolicy/at-waypoint", "DestinationRule/api-subsets", "VirtualService/api-routes"},
 			warnings:   []string{"AuthorizationPolicy api-get-only selects workloads and has HTTP rules", "4 L7 resource(s) need a waypoint"},
 			noWarnings: []string{"AuthorizationPolicy at-waypoint", "AuthorizationPolicy l4-only"}},
 	}
-	plan, err := BuildPlan(s, Selection{Names: []string{"plain", "shop", "payments", "halfway", "done", "l7"}}, PlanOptions{})
+	// Force: l7's at-waypoint policy targets a Service in a namespace without
+	// a waypoint, a blocker (it would fail open), asserted below.
+	plan, err := BuildPlan(s, Selection{Names: []string{"plain", "shop", "payments", "halfway", "done", "l7"}}, PlanOptions{Force: true})
 	if err != nil {
 		t.Fatalf("BuildPlan: %v", err)
 	}
@@ -257,6 +266,10 @@ func TestBuildPlanWaypointAndCRDs(t *testing.T) {
 	}
 	if n := nsPlanOf(t, p, "l7"); n.WaypointCreate != "waypoint" || hasWarning(n.Warnings, "need a waypoint") {
 		t.Errorf("l7: waypointCreate %q warnings %q", n.WaypointCreate, n.Warnings)
+	}
+	l7 := nsPlanOf(t, p, "l7")
+	if len(l7.Blockers) != 0 || len(l7.Moves) != 1 || l7.Moves[0].Original != "api-get-only" || l7.Moves[0].Copy != "api-get-only-waypoint" || l7.Moves[0].Target != "Service/api" {
+		t.Errorf("l7 with a waypoint: blockers %v moves %+v", l7.Blockers, l7.Moves)
 	}
 	if n := nsPlanOf(t, p, "payments"); n.WaypointCreate != "" {
 		t.Errorf("payments already has a waypoint, plan creates %q", n.WaypointCreate)

@@ -46,6 +46,9 @@ var watchedResources = []watchedResource{
 type Snapshot struct {
 	Namespaces []corev1.Namespace
 	Pods       []corev1.Pod
+	// Services are read so selector-based policies can be mapped to the
+	// Services a waypoint enforces them on.
+	Services []corev1.Service
 	// Resources holds Istio and Gateway API objects by kind.
 	Resources map[string][]unstructured.Unstructured
 	// Installed says which kinds' CRDs are served (absent kinds could not be checked).
@@ -94,6 +97,14 @@ func ReadSnapshot(ctx context.Context, kc kubernetes.Interface, dc dynamic.Inter
 			return
 		}
 		s.Pods = l.Items
+	})
+	wg.Go(func() {
+		l, err := kc.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			fail(fmt.Errorf("list services in all namespaces: %w", err))
+			return
+		}
+		s.Services = l.Items
 	})
 	for kind, gvr := range s.GVR {
 		wg.Go(func() {

@@ -70,4 +70,23 @@ type Journal struct {
 	Removed []string          `json:"removed,omitempty"`
 	// Waypoint is the name of the waypoint Gateway this enrollment created, if any.
 	Waypoint string `json:"waypoint,omitempty"`
+	// Phase is the L7 step about to be taken (journaled before it is
+	// taken) or done.
+	Phase string `json:"phase,omitempty"`
+	// UseWaypoint is the waypoint the namespace was labelled to use.
+	UseWaypoint string `json:"useWaypoint,omitempty"`
+	// Moves are the L7 AuthorizationPolicies moved to the waypoint, the
+	// originals kept whole (or in OriginalsConfigMap when too large for an
+	// annotation).
+	Moves []JournalMove `json:"moves,omitempty"`
+	// OriginalsConfigMap names the ConfigMap in the namespace holding the
+	// originals when the journal would exceed the annotation budget.
+	OriginalsConfigMap string `json:"originalsConfigMap,omitempty"`
+}
+
+// JournalMove is one policy moved to the waypoint.
+type JournalMove struct {
+	Original string         `json:"original"`
+	Copy     string         `json:"copy"`
+	Object   map[string]any `json:"object,omitempty"`
 }

@@ -26,6 +26,8 @@ type UnenrollOptions struct {
 	Observer Observer
 	// GatewayGVR is where waypoints live; empty skips waypoint removal.
 	GatewayGVR schema.GroupVersionResource
+	// PolicyGVR is where AuthorizationPolicies live (journaled L7 moves).
+	PolicyGVR schema.GroupVersionResource
 	// DryRun sends each patch as a server-side dry run: the API server
 	// validates it and checks permissions, nothing is stored, and the result
 	// says which label changes would be made.
@@ -72,6 +74,7 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 		return res
 	}
 	var waypoint string
+	l7done := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		ns, err := kc.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -84,6 +87,14 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 		var lbl map[string]any
 		ann := map[string]any{}
 		switch {
+		case has && len(j.Moves) > 0 && !opts.DryRun:
+			msg, err := unenrollL7(ctx, kc, dc, ns, j, opts)
+			if err != nil {
+				return err
+			}
+			res.Outcome, res.Message = OutcomeUnenrolled, msg
+			l7done = true
+			return nil
 		case has:
 			lbl = j.restoreLabels(ns.Labels)
 			ann[AnnotationJournal] = nil
@@ -123,6 +134,10 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 		} else {
 			res.Error = err.Error()
 		}
+		return res
+	}
+	if l7done {
+		opts.Observer.emit(StepUnenrolled, name, res.Message)
 		return res
 	}
 	if opts.DryRun {

@@ -53,7 +53,7 @@ func UnenrollNamespaces(ctx context.Context, c *kube.Clients, cfg UnenrollConfig
 	if err := CheckAccess(ctx, c.Kube, []Access{{Verb: "get", Resource: "namespaces"}, {Verb: "patch", Resource: "namespaces"}}); err != nil {
 		return nil, err
 	}
-	rep.Results, err = Unenroll(ctx, c.Kube, c.Dynamic, names, UnenrollOptions{Workers: cfg.Workers, GatewayGVR: GatewayGVR(c.Discovery), DryRun: cfg.DryRun})
+	rep.Results, err = Unenroll(ctx, c.Kube, c.Dynamic, names, UnenrollOptions{Workers: cfg.Workers, GatewayGVR: GatewayGVR(c.Discovery), PolicyGVR: policyGVR(c.Discovery), DryRun: cfg.DryRun})
 	return rep, err
 }
 
@@ -127,4 +127,16 @@ type NamespaceInfo struct {
 	Name        string
 	Labels      map[string]string
 	Annotations map[string]string
+}
+
+// policyGVR finds the served AuthorizationPolicy resource, or the zero value.
+func policyGVR(disc discovery.DiscoveryInterface) schema.GroupVersionResource {
+	if disc == nil {
+		return schema.GroupVersionResource{}
+	}
+	gvrs, err := servedResources(disc)
+	if err != nil {
+		return schema.GroupVersionResource{}
+	}
+	return gvrs[KindAuthorizationPolicy]
 }

@@ -197,6 +197,7 @@ func (f *fixture) cluster(t testing.TB) *Cluster {
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
 		GVRGateway:             "GatewayList",
 		GVRAuthorizationPolicy: "AuthorizationPolicyList",
+		GVRServiceEntry:        "ServiceEntryList",
 		GVRCRD:                 "CustomResourceDefinitionList",
 		GVRFelixConfiguration:  "FelixConfigurationList",
 	})

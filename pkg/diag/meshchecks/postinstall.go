@@ -53,7 +53,7 @@ func Health(c *Cluster, o HealthOptions) []checker.Check {
 		o.Now = time.Now
 	}
 	h := &healther{c: c, o: o}
-	return []checker.Check{
+	return append([]checker.Check{
 		apiReachable(c),
 		{
 			ID: "helm-releases", Category: CategoryControlPlane,
@@ -143,7 +143,7 @@ func Health(c *Cluster, o HealthOptions) []checker.Check {
 			Hint:        "ztunnel cannot enforce HTTP rules and denies all traffic they select: attach the policy to a waypoint with targetRefs instead of selector",
 			Run:         h.l7Policies,
 		},
-	}
+	}, waypointChecks(c)...)
 }
 
 type healther struct {

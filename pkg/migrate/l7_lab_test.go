@@ -1,0 +1,412 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/waypointsim"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/migrate"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/waypoint"
+)
+
+var (
+	gvrAP = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
+	gvrVS = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+	gvrDR = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
+	gvrGW = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
+)
+
+// startWaypoints runs the test-only istiod stand-in for waypoints until the test ends.
+func startWaypoints(t *testing.T, lab *kubelab.Lab, opts waypointsim.Options) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := waypointsim.New(lab.Clients.Kube, lab.Clients.Dynamic, gvrGW, opts)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return c.HasSynced(), nil }); err != nil {
+		t.Fatalf("waypoint stand-in did not sync: %v", err)
+	}
+}
+
+// l7Namespace builds a sidecar namespace with a Service-fronted sidecar
+// workload, selector-based and namespace-wide L7 AuthorizationPolicies
+// (methods, paths, headers), a VirtualService and a DestinationRule with
+// subsets.
+func l7Namespace(t *testing.T, lab *kubelab.Lab) string {
+	t.Helper()
+	ns := lab.Namespace(t, map[string]string{ambient.LabelInjection: "enabled"})
+	deployment(t, lab, ns, "api", 2, true, true)
+	writeAndApply(t, lab, ns, `apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {selector: {app: api}, ports: [{name: http, port: 8080, targetPort: 8080}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api-read, labels: {team: shop}, annotations: {owner: alice}}
+spec:
+  selector: {matchLabels: {app: api}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/front/sa/web"]}}]
+    to: [{operation: {methods: [GET, HEAD], paths: ["/api/*"]}}]
+  - to: [{operation: {methods: [POST], paths: ["/api/orders"]}}]
+    when: [{key: "request.headers[x-role]", values: [admin]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-debug}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/debug/*"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: l4-peers}
+spec:
+  rules:
+  - from: [{source: {namespaces: [front]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api-routes}
+spec:
+  hosts: [api]
+  http: [{route: [{destination: {host: api, subset: v1}, weight: 90}, {destination: {host: api, subset: v2}, weight: 10}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api-subsets}
+spec:
+  host: api
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+`)
+	waitPods(t, lab, ns, 2)
+	return ns
+}
+
+// objState is what a user compares: labels, annotations and spec.
+type objState struct {
+	Labels      map[string]string
+	Annotations map[string]string
+	Spec        any
+}
+
+// cluster reads every object the migration may touch in ns.
+func cluster(t *testing.T, lab *kubelab.Lab, ns string) map[string]objState {
+	t.Helper()
+	out := map[string]objState{}
+	for kind, gvr := range map[string]schema.GroupVersionResource{"AuthorizationPolicy": gvrAP, "VirtualService": gvrVS, "DestinationRule": gvrDR, "Gateway": gvrGW} {
+		l, err := lab.Clients.Dynamic.Resource(gvr).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range l.Items {
+			out[kind+"/"+u.GetName()] = objState{Labels: u.GetLabels(), Annotations: u.GetAnnotations(), Spec: u.Object["spec"]}
+		}
+	}
+	n := getNS(t, lab, ns)
+	lbl := map[string]string{}
+	for k, v := range n.Labels {
+		if k != corev1.LabelMetadataName {
+			lbl[k] = v
+		}
+	}
+	out["Namespace/"+ns] = objState{Labels: lbl, Annotations: n.Annotations}
+	return out
+}
+
+func diffState(t *testing.T, what string, got, want map[string]objState) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("%s: %s missing", what, k)
+			continue
+		}
+		if !reflect.DeepEqual(g.Labels, w.Labels) && (len(g.Labels) != 0 || len(w.Labels) != 0) {
+			t.Errorf("%s: %s labels %v, want %v", what, k, g.Labels, w.Labels)
+		}
+		if !reflect.DeepEqual(g.Annotations, w.Annotations) && (len(g.Annotations) != 0 || len(w.Annotations) != 0) {
+			t.Errorf("%s: %s annotations %v, want %v", what, k, g.Annotations, w.Annotations)
+		}
+		if !reflect.DeepEqual(g.Spec, w.Spec) {
+			t.Errorf("%s: %s spec\n got %v\nwant %v", what, k, g.Spec, w.Spec)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: %s left behind", what, k)
+		}
+	}
+}
+
+func enrollL7(ctx context.Context, lab *kubelab.Lab, ns string, obs migrate.Observer) (*migrate.EnrollReport, error) {
+	return migrate.Enroll(ctx, lab.Clients, migrate.EnrollConfig{
+		Selection: migrate.Selection{Names: []string{ns}},
+		Plan:      migrate.PlanOptions{Waypoint: true},
+		Verify:    true, Timeout: 30 * time.Second, Observer: obs,
+	})
+}
+
+// assertMigrated checks the end state: waypoint Programmed, use-waypoint
+// and dataplane labels, injection gone, copies with the originals' rules
+// and targetRefs, originals deleted, VS and DR untouched.
+func assertMigrated(t *testing.T, lab *kubelab.Lab, ns string, before map[string]objState) {
+	t.Helper()
+	ctx := context.Background()
+	n := getNS(t, lab, ns)
+	if n.Labels[ambient.LabelUseWaypoint] != "waypoint" || n.Labels[ambient.LabelDataplaneMode] != ambient.DataplaneAmbient || n.Labels[ambient.LabelInjection] != "" {
+		t.Errorf("namespace labels after enroll: %v", n.Labels)
+	}
+	gw, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Get(ctx, "waypoint", metav1.GetOptions{})
+	if err != nil || !waypoint.IsProgrammed(gw) {
+		t.Fatalf("waypoint not Programmed after enroll: %v", err)
+	}
+	after := cluster(t, lab, ns)
+	for _, orig := range []string{"api-read", "deny-debug"} {
+		if _, ok := after["AuthorizationPolicy/"+orig]; ok {
+			t.Errorf("selector-based L7 original %s still there (ztunnel would enforce it as DENY)", orig)
+		}
+		cp, ok := after["AuthorizationPolicy/"+orig+migrate.CopySuffix]
+		if !ok {
+			t.Errorf("copy of %s missing", orig)
+			continue
+		}
+		want := before["AuthorizationPolicy/"+orig].Spec.(map[string]any)
+		got := cp.Spec.(map[string]any)
+		for _, f := range []string{"rules", "action"} {
+			if !reflect.DeepEqual(got[f], want[f]) {
+				t.Errorf("copy of %s: %s %v, want %v", orig, f, got[f], want[f])
+			}
+		}
+		if _, has := got["selector"]; has {
+			t.Errorf("copy of %s keeps a selector", orig)
+		}
+		if cp.Annotations[migrate.AnnotationCopiedFrom] != orig || cp.Labels[migrate.LabelManagedBy] != migrate.ManagedByValue {
+			t.Errorf("copy of %s does not say where it came from: %v %v", orig, cp.Labels, cp.Annotations)
+		}
+	}
+	refs := after["AuthorizationPolicy/api-read-waypoint"].Spec.(map[string]any)["targetRefs"]
+	if !reflect.DeepEqual(refs, []any{map[string]any{"group": "", "kind": "Service", "name": "api"}}) {
+		t.Errorf("api-read copy targetRefs %v, want the Service api", refs)
+	}
+	refs = after["AuthorizationPolicy/deny-debug-waypoint"].Spec.(map[string]any)["targetRefs"]
+	if !reflect.DeepEqual(refs, []any{map[string]any{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}}) {
+		t.Errorf("deny-debug copy targetRefs %v, want the waypoint Gateway", refs)
+	}
+	for _, k := range []string{"AuthorizationPolicy/l4-peers", "VirtualService/api-routes", "DestinationRule/api-subsets"} {
+		if !reflect.DeepEqual(after[k], before[k]) {
+			t.Errorf("%s changed by enroll: %+v, was %+v", k, after[k], before[k])
+		}
+	}
+}
+
+// TestEnrollL7Order migrates a sidecar namespace with L7 policy through a
+// waypoint and checks the order of every step against the cluster at the
+// moment it is taken, then unenrolls and compares every object with the
+// state before, field by field.
+func TestEnrollL7Order(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	startCNI(t, lab)
+	startWaypoints(t, lab, waypointsim.Options{Delay: 300 * time.Millisecond})
+	ns := l7Namespace(t, lab)
+	before := cluster(t, lab, ns)
+	ctx := context.Background()
+
+	// --dry-run prints every step and every object, and writes nothing.
+	out, errOut, err := run(t, lab.Kubeconfig, "enroll", "namespace", ns, "--waypoint", "--dry-run")
+	if err != nil {
+		t.Fatalf("dry-run: %v\n%s", err, errOut)
+	}
+	for _, want := range []string{"steps, in Istio's migration order", "1. create waypoint Gateway waypoint", "create AuthorizationPolicy api-read-waypoint (copy of api-read, targetRefs Service/api)",
+		"label namespace istio.io/use-waypoint=waypoint (only once the waypoint is Programmed)", "delete the selector-based originals api-read, deny-debug", "name: deny-debug-waypoint", "kind: Gateway"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, out)
+		}
+	}
+	diffState(t, "after dry-run", cluster(t, lab, ns), before)
+
+	var mu sync.Mutex
+	var order []string
+	var problems []string
+	obs := func(e migrate.Event) {
+		if e.Namespace != ns {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		tag := string(e.Step)
+		if e.Step == migrate.StepJournaled || e.Step == migrate.StepCopyCreated || e.Step == migrate.StepOriginalDeleted {
+			tag += ":" + e.Message
+		}
+		order = append(order, tag)
+		// The cluster at the moment of the step.
+		n, _ := lab.Clients.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		j, _, _ := migrate.ReadJournal(n.Annotations)
+		if e.Step == migrate.StepJournaled && (j == nil || j.Phase != e.Message) {
+			problems = append(problems, "phase "+e.Message+" emitted before it was journaled")
+		}
+		if _, has := n.Labels[ambient.LabelUseWaypoint]; has {
+			gw, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Get(ctx, "waypoint", metav1.GetOptions{})
+			if err != nil || !waypoint.IsProgrammed(gw) {
+				problems = append(problems, "use-waypoint set while the waypoint is not Programmed at "+tag)
+			}
+		}
+		if n.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient && n.Labels[ambient.LabelUseWaypoint] == "" {
+			problems = append(problems, "dataplane-mode set before use-waypoint at "+tag)
+		}
+	}
+	rep, err := enrollL7(ctx, lab, ns, obs)
+	if err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	if len(rep.Plan.Namespaces[0].Moves) != 2 {
+		t.Errorf("plan moves %+v", rep.Plan.Namespaces[0].Moves)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	want := []string{"journaled:waypoint", "waypoint-created", "journaled:copies", "copy-created:api-read-waypoint", "copy-created:deny-debug-waypoint",
+		"journaled:use-waypoint", "waypoint-ready", "journaled:dataplane", "before-patch", "patched", "journaled:delete-originals",
+		"original-deleted:api-read", "original-deleted:deny-debug"}
+	var got []string
+	for _, s := range order {
+		if slices.Contains(want, s) {
+			got = append(got, s)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("step order\n got %v\nwant %v", got, want)
+	}
+	assertMigrated(t, lab, ns, before)
+
+	// A second run converges: nothing to do, nothing changes.
+	mid := cluster(t, lab, ns)
+	if _, err := enrollL7(ctx, lab, ns, nil); err != nil {
+		t.Fatalf("second enroll: %v", err)
+	}
+	diffState(t, "second enroll", cluster(t, lab, ns), mid)
+
+	// Unenroll restores every object exactly.
+	if _, err := migrate.UnenrollNamespaces(ctx, lab.Clients, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: []string{ns}}}); err != nil {
+		t.Fatalf("unenroll: %v", err)
+	}
+	diffState(t, "after unenroll", cluster(t, lab, ns), before)
+}
+
+// TestEnrollL7Interrupted cancels the enrollment at each journaled phase
+// (and fails one with an API error), re-runs it, checks the end state, and
+// unenrolls back to the state before.
+func TestEnrollL7Interrupted(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	startCNI(t, lab)
+	startWaypoints(t, lab, waypointsim.Options{})
+	ctx := context.Background()
+	for _, phase := range []string{migrate.PhaseWaypoint, migrate.PhaseCopies, migrate.PhaseUseWaypoint, migrate.PhaseDataplane, migrate.PhaseDeleteOriginals} {
+		t.Run("cancel at "+phase, func(t *testing.T) {
+			ns := l7Namespace(t, lab)
+			before := cluster(t, lab, ns)
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			_, err := enrollL7(cctx, lab, ns, func(e migrate.Event) {
+				if e.Step == migrate.StepJournaled && e.Message == phase {
+					cancel()
+				}
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("cancelled enroll: %v", err)
+			}
+			n := getNS(t, lab, ns)
+			if w := n.Labels[ambient.LabelUseWaypoint]; w != "" {
+				gw, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Get(ctx, w, metav1.GetOptions{})
+				if err != nil || !waypoint.IsProgrammed(gw) {
+					t.Errorf("interrupted at %s: use-waypoint set to a waypoint that is not Programmed", phase)
+				}
+			}
+			if _, err := enrollL7(ctx, lab, ns, nil); err != nil {
+				t.Fatalf("re-run after cancel at %s: %v", phase, err)
+			}
+			assertMigrated(t, lab, ns, before)
+			if _, err := migrate.UnenrollNamespaces(ctx, lab.Clients, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: []string{ns}}}); err != nil {
+				t.Fatalf("unenroll: %v", err)
+			}
+			diffState(t, "after unenroll", cluster(t, lab, ns), before)
+		})
+	}
+	t.Run("copy name taken then freed", func(t *testing.T) {
+		ns := l7Namespace(t, lab)
+		before := cluster(t, lab, ns)
+		// A policy someone else owns under the copy's name: the create fails
+		// with AlreadyExists and enroll must stop before use-waypoint.
+		squat := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+			"metadata": map[string]any{"name": "deny-debug-waypoint", "namespace": ns}, "spec": map[string]any{}}}
+		if _, err := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).Create(ctx, squat, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The plan sees the name taken and blocks, naming the field.
+		_, err := enrollL7(ctx, lab, ns, nil)
+		if !errors.Is(err, migrate.ErrBlocked) {
+			t.Fatalf("enroll with the copy's name taken: %v", err)
+		}
+		if n := getNS(t, lab, ns); n.Labels[ambient.LabelUseWaypoint] != "" || n.Labels[ambient.LabelDataplaneMode] != "" {
+			t.Errorf("blocked enroll labelled the namespace: %v", n.Labels)
+		}
+		if err := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).Delete(ctx, "deny-debug-waypoint", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := enrollL7(ctx, lab, ns, nil); err != nil {
+			t.Fatalf("re-run: %v", err)
+		}
+		assertMigrated(t, lab, ns, before)
+		if _, err := migrate.UnenrollNamespaces(ctx, lab.Clients, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: []string{ns}}}); err != nil {
+			t.Fatalf("unenroll: %v", err)
+		}
+		diffState(t, "after unenroll", cluster(t, lab, ns), before)
+	})
+}
+
+// TestEnrollL7NeverProgrammed: with an istiod that never programs the
+// waypoint, enroll fails at the waypoint and nothing uses it.
+func TestEnrollL7NeverProgrammed(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	startCNI(t, lab)
+	startWaypoints(t, lab, waypointsim.Options{NeverProgram: true})
+	ns := l7Namespace(t, lab)
+	ctx := context.Background()
+	_, err := migrate.Enroll(ctx, lab.Clients, migrate.EnrollConfig{
+		Selection: migrate.Selection{Names: []string{ns}}, Plan: migrate.PlanOptions{Waypoint: true}, Timeout: 2 * time.Second})
+	if !errors.Is(err, waypoint.ErrNotProgrammed) {
+		t.Fatalf("enroll against an unprogrammed waypoint: %v", err)
+	}
+	n := getNS(t, lab, ns)
+	if _, has := n.Labels[ambient.LabelUseWaypoint]; has {
+		t.Errorf("use-waypoint set to an unprogrammed waypoint")
+	}
+	if n.Labels[ambient.LabelDataplaneMode] != "" || n.Labels[ambient.LabelInjection] != "enabled" {
+		t.Errorf("labels changed though the waypoint never came up: %v", n.Labels)
+	}
+	l, _ := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if len(l.Items) != 3 {
+		t.Errorf("policies: %d, want the 3 originals and no copy", len(l.Items))
+	}
+}
