@@ -112,10 +112,25 @@ func (f *Follower) tick(ctx context.Context) {
 	live := map[types.UID]bool{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
+		if p.DeletionTimestamp == nil && p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+			live[p.UID] = true
+		}
+	}
+	// Stop serving pods that are gone or going first: a DaemonSet's new pod
+	// on a node can get the address its deleted predecessor listened on.
+	f.mu.Lock()
+	for uid, s := range f.served {
+		if !live[uid] {
+			s.servers.Close()
+			delete(f.served, uid)
+		}
+	}
+	f.mu.Unlock()
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if !live[p.UID] {
 			continue
 		}
-		live[p.UID] = true
 		version := ""
 		for _, c := range p.Spec.Containers {
 			version = ambient.ImageVersion(c.Image)
@@ -157,14 +172,6 @@ func (f *Follower) tick(ctx context.Context) {
 			f.fail(err)
 		}
 	}
-	f.mu.Lock()
-	for uid, s := range f.served {
-		if !live[uid] {
-			s.servers.Close()
-			delete(f.served, uid)
-		}
-	}
-	f.mu.Unlock()
 }
 
 // SetPodReady writes the pod's Ready conditions and container readiness, as
