@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -39,6 +40,15 @@ func (w *Watcher) metricsRound(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		w.applyMetrics(ctx, res, err, now)
+	}()
+}
+
+// applyMetrics joins one MetricsSource answer to the ztunnel pods, then
+// reads readiness and, when due, the config_dump of the focused nodes and of
+// those the metrics mark unhealthy; it returns when those reads are done.
+func (w *Watcher) applyMetrics(ctx context.Context, res map[string]PodMetrics, err error, now time.Time) {
+	{
 		pods := w.ztunnelPods()
 		var jobs []scrapeJob
 		w.mu.Lock()
@@ -103,7 +113,7 @@ func (w *Watcher) metricsRound(ctx context.Context) {
 		}
 		close(queue)
 		pool.Wait()
-	}()
+	}
 }
 
 // suspect says the metrics or the pod object give a reason to look closer.

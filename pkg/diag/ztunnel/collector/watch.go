@@ -744,6 +744,23 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := New(client, cfg)
+	// With a MetricsSource the query runs while the nodes and pods are
+	// listed: the two servers work at once, and the answer waits for the
+	// pod list to be joined to nodes.
+	type answer struct {
+		res map[string]PodMetrics
+		err error
+		at  time.Time
+	}
+	var fetched chan answer
+	if cfg.Metrics != nil {
+		fetched = make(chan answer, 1)
+		go func() {
+			at := cfg.Now()
+			res, err := cfg.Metrics.Fetch(ctx, at)
+			fetched <- answer{res, err, at}
+		}()
+	}
 	// One snapshot needs no watches: list in pages and slim each page as it
 	// arrives, so the full objects of 5,000 nodes and their pods are never
 	// all in memory at once (an informer decodes the whole list first).
@@ -775,10 +792,20 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 	}); err != nil {
 		return ztunnel.Snapshot{}, err
 	}
+	if fetched != nil {
+		// Prometheus gives rates over its own window: one round is enough.
+		var a answer
+		select {
+		case a = <-fetched:
+		case <-ctx.Done():
+			return ztunnel.Snapshot{}, ctx.Err()
+		}
+		w.applyMetrics(ctx, a.res, a.err, a.at)
+		return w.Snapshot(), nil
+	}
 	w.scrapeRound(ctx)
 	w.inflight.Wait()
-	// Prometheus gives rates over its own window: one round is enough.
-	if window > 0 && cfg.Metrics == nil {
+	if window > 0 {
 		select {
 		case <-time.After(window):
 		case <-ctx.Done():
