@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ type PodMetrics struct {
 // query per refresh returns every ztunnel's gauges, counters and rates.
 type Prometheus struct {
 	client  api.Client
+	http    *http.Client
 	api     promv1.API
 	address string
 	// Name says which server this is (its URL, or the Service found).
@@ -60,6 +62,9 @@ type Prometheus struct {
 // through rt (nil: a plain HTTP transport; the API server's service proxy
 // needs the cluster's authenticated transport).
 func NewPrometheus(address, name string, rt http.RoundTripper, namespace string) (*Prometheus, error) {
+	if rt == nil {
+		rt = api.DefaultRoundTripper
+	}
 	c, err := api.NewClient(api.Config{Address: address, RoundTripper: rt})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus address %q: %w", address, err)
@@ -67,7 +72,7 @@ func NewPrometheus(address, name string, rt http.RoundTripper, namespace string)
 	if name == "" {
 		name = address
 	}
-	return &Prometheus{client: c, api: promv1.NewAPI(c), address: address, Name: name, Namespace: namespace, PodLabel: "pod", NamespaceLabel: "namespace", Window: time.Minute}, nil
+	return &Prometheus{client: c, http: &http.Client{Transport: rt}, api: promv1.NewAPI(c), address: address, Name: name, Namespace: namespace, PodLabel: "pod", NamespaceLabel: "namespace", Window: time.Minute}, nil
 }
 
 func (p *Prometheus) String() string { return "prometheus " + p.Name }
@@ -138,17 +143,28 @@ func (p *Prometheus) Fetch(ctx context.Context, at time.Time) (map[string]PodMet
 		return nil, fmt.Errorf("query %s: %w", p, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, body, err := p.client.Do(ctx, req)
+	// The API client's Do would read the whole answer into memory first
+	// (12 MB of buffer at 5,000 ztunnels, the largest item of status's heap):
+	// the request goes through the same transport and the answer is decoded
+	// as it arrives.
+	resp, err := p.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", p, err)
 	}
-	out, err := p.decode(body, at)
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	src := io.Reader(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		// Kept for the message when the answer is not Prometheus's.
+		src = io.TeeReader(io.LimitReader(resp.Body, 1<<20), &body)
+	}
+	out, err := p.decode(src, at)
 	if resp.StatusCode/100 != 2 {
 		var ae *AnswerError
 		if errors.As(err, &ae) {
 			return nil, fmt.Errorf("query %s: HTTP %d: %w", p, resp.StatusCode, err)
 		}
-		return nil, fmt.Errorf("query %s: HTTP %d: %s", p, resp.StatusCode, snippet(body))
+		return nil, fmt.Errorf("query %s: HTTP %d: %s", p, resp.StatusCode, snippet(body.Bytes()))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", p, err)
@@ -183,9 +199,8 @@ func snippet(body []byte) string {
 
 // decode reads a Prometheus instant-query answer. An answer with status
 // "error" is returned as an error with Prometheus's own type and message.
-func (p *Prometheus) decode(body []byte, at time.Time) (map[string]PodMetrics, error) {
-	it := jsoniter.ConfigFastest.BorrowIterator(body)
-	defer jsoniter.ConfigFastest.ReturnIterator(it)
+func (p *Prometheus) decode(body io.Reader, at time.Time) (map[string]PodMetrics, error) {
+	it := jsoniter.Parse(jsoniter.ConfigFastest, body, 64<<10)
 	d := promDecoder{p: p, at: at, byPod: map[string]*PodMetrics{}}
 	var status, errType, errMsg, reason, message, resultType string
 	it.ReadObjectCB(func(it *jsoniter.Iterator, field string) bool {
@@ -250,6 +265,23 @@ type promDecoder struct {
 	err   error
 }
 
+// known are the metric names and part keys the answer repeats on every
+// sample; intern returns the string without allocating one per sample.
+var known = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range append(append([]string{}, rawMetrics...), "opened_rate", "closed_rate", "bytes_rate", "failed_rate", "pending_min", "xds_increase") {
+		m[k] = k
+	}
+	return m
+}()
+
+func (d *promDecoder) intern(b []byte) string {
+	if s, ok := known[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
 // sample reads one {"metric": {...}, "value": [t, "v"]} of the result.
 func (d *promDecoder) sample(it *jsoniter.Iterator) bool {
 	var name, key, tag string
@@ -261,16 +293,17 @@ func (d *promDecoder) sample(it *jsoniter.Iterator) bool {
 			it.ReadObjectCB(func(it *jsoniter.Iterator, label string) bool {
 				switch label {
 				case d.p.PodLabel:
-					// Pod names need no escapes; the bytes are the name.
+					// Pod names need no escapes; the bytes are the name
+					// (a copy when the name crosses the read buffer's end).
 					b := it.ReadStringAsSlice()
 					if pm = d.byPod[string(b)]; pm == nil {
 						pm = &PodMetrics{Metrics: &ztunnel.Metrics{At: d.at}}
 						d.byPod[string(b)] = pm
 					}
 				case "__name__":
-					name = it.ReadString()
+					name = d.intern(it.ReadStringAsSlice())
 				case kambKey:
-					key = it.ReadString()
+					key = d.intern(it.ReadStringAsSlice())
 				case "tag":
 					tag = it.ReadString()
 				default:

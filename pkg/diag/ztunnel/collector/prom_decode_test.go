@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/common/model"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/promlab"
@@ -245,4 +247,67 @@ func TestPrometheusAnswerErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// promAnswer writes an instant-query answer shaped as Prometheus writes the
+// answer to Query() for pods healthy ztunnels (the shape
+// TestPrometheusAnswerAgreesWithPlainQueries reads from a real server).
+func promAnswer(pods int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"status":"success","data":{"resultType":"vector","result":[`)
+	first := true
+	sample := func(labels string, v string) {
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		fmt.Fprintf(&b, `{"metric":{%s},"value":[1796612400.036,"%s"]}`, labels, v)
+	}
+	for _, m := range rawMetrics {
+		for i := 0; i < pods; i++ {
+			sample(fmt.Sprintf(`"__name__":%q,"namespace":"istio-system","pod":"ztunnel-node-%d"`, m, i), "1080")
+		}
+	}
+	for _, k := range []string{"opened_rate", "closed_rate", "bytes_rate"} {
+		for i := 0; i < pods; i++ {
+			sample(fmt.Sprintf(`"kamb_metric":%q,"namespace":"istio-system","pod":"ztunnel-node-%d"`, k, i), "9.5")
+		}
+	}
+	for i := 0; i < pods; i++ {
+		sample(fmt.Sprintf(`"namespace":"istio-system","pod":"ztunnel-node-%d","tag":"1.31.2"`, i), "1")
+	}
+	b.WriteString(`]}}`)
+	return []byte(b.String())
+}
+
+// BenchmarkPrometheusDecode decodes the answer for 5,000 ztunnels: ours,
+// and client_golang's model.Vector (what its API's Query returns) for
+// comparison.
+//
+//	go test -run '^$' -bench BenchmarkPrometheusDecode -benchmem ./pkg/diag/ztunnel/collector
+func BenchmarkPrometheusDecode(b *testing.B) {
+	body := promAnswer(5000)
+	p := &Prometheus{Namespace: "istio-system", PodLabel: "pod", NamespaceLabel: "namespace", Window: time.Minute}
+	b.Run("stream", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			out, err := p.decode(bytes.NewReader(body), time.Now())
+			if err != nil || len(out) != 5000 {
+				b.Fatalf("%d pods, %v", len(out), err)
+			}
+		}
+	})
+	b.Run("model.Vector", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var a struct {
+				Data struct {
+					Result model.Vector `json:"result"`
+				} `json:"data"`
+			}
+			if err := jsoniter.ConfigCompatibleWithStandardLibrary.Unmarshal(body, &a); err != nil || len(a.Data.Result) != 60000 {
+				b.Fatalf("%d samples, %v", len(a.Data.Result), err)
+			}
+		}
+	})
 }

@@ -9,11 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
@@ -153,6 +157,10 @@ func TestPromScale(t *testing.T) {
 	}
 	t.Logf("one prometheus query for %d ztunnels: %s", len(nodes.Items), time.Since(begin).Round(time.Millisecond))
 	src.Queries = 0
+	if dir := os.Getenv("KAMB_PROM_SCALE_PROFILE"); dir != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer writeProfile(t, filepath.Join(dir, "collect.heap"), "allocs")
+	}
 	begin = time.Now()
 	snap, err := Collect(ctx, clients.Kube, Config{Cluster: "lab", Namespace: ns, CertInterval: -1, Metrics: src}, 0)
 	if err != nil {
@@ -171,22 +179,36 @@ func TestPromScale(t *testing.T) {
 	}
 	_ = ztunnel.StateHealthy
 
-	// The binary, timed by /usr/bin/time, with and without Prometheus. It
-	// runs from a copy written the way an installer writes it: the file the
-	// Go linker wrote (through a shared mapping) sits in the page cache in
-	// large folios, and mapping those counts about 35 MB more of the
-	// binary's text as resident than the same binary copied or read back
-	// from disk (90 MB against 56 MB for `version --client`).
-	bin = installedCopy(t, bin)
-	for _, args := range [][]string{{"--prometheus", prom.URL, "--prometheus-window", "2m"}, {"--prometheus", prom.URL, "--prometheus-window", "2m"}, {"--window", "0", "--cert-interval", "0"}} {
-		timeBinary(ctx, t, bin, append([]string{"--kubeconfig", lab.Kubeconfig, "status", "--once", "-o", "json", "--ztunnel-namespace", ns}, args...))
+	// The binary, timed by /usr/bin/time, with and without Prometheus;
+	// KAMB_PROM_SCALE_ENV adds runs with other environments (e.g.
+	// "GOGC=50;GOMEMLIMIT=64MiB") to compare the garbage collector's settings.
+	withProm := []string{"--prometheus", prom.URL, "--prometheus-window", "2m"}
+	runs := []struct {
+		env  string
+		args []string
+	}{{"", withProm}, {"", withProm}, {"", []string{"--window", "0", "--cert-interval", "0"}}}
+	if v := os.Getenv("KAMB_PROM_SCALE_ENV"); v != "" {
+		for _, env := range strings.Split(v, ";") {
+			runs = append(runs, struct {
+				env  string
+				args []string
+			}{env, withProm})
+		}
+	}
+	for _, r := range runs {
+		timeBinary(ctx, t, bin, r.env, append([]string{"--kubeconfig", lab.Kubeconfig, "status", "--once", "-o", "json", "--ztunnel-namespace", ns}, r.args...))
 	}
 }
 
-func timeBinary(ctx context.Context, t *testing.T, bin string, args []string) {
+func timeBinary(ctx context.Context, t *testing.T, bin, env string, args []string) {
+	evictFromPageCache(t, bin)
 	var out, errOut bytes.Buffer
 	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-v", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	if env != "" {
+		cmd.Env = append(cmd.Env, env)
+	}
 	begin := time.Now()
 	err := cmd.Run()
 	wall := time.Since(begin)
@@ -194,20 +216,61 @@ func timeBinary(ctx context.Context, t *testing.T, bin string, args []string) {
 	if rss == nil {
 		t.Fatalf("no RSS from /usr/bin/time: %v\n%s", err, errOut.String())
 	}
-	t.Logf("binary %v: exit %v, wall %s, peak RSS %s kB, %d bytes of JSON", args[3:], err, wall.Round(time.Millisecond), rss[1], out.Len())
+	gcs, live, atStart := gcTrace(errOut.String())
+	t.Logf("binary %v %s: exit %v, wall %s, peak RSS %s kB, %d bytes of JSON; %d collections, largest heap at GC start %d MB, largest live heap %d MB",
+		args[3:], env, err, wall.Round(time.Millisecond), rss[1], out.Len(), gcs, atStart, live)
 }
 
-// installedCopy writes a copy of the binary with plain writes, as an
-// installer (krew, tar, cp) does, and returns its path.
-func installedCopy(t *testing.T, bin string) string {
+// evictFromPageCache drops the binary's pages from the page cache, so the
+// run maps its text as read from disk, as an installed binary is after a
+// reboot or once the kernel reclaimed it. A file just written (by the Go
+// linker, or a single large write) can sit in the page cache in large
+// folios, and mapping those counts up to 40 MB more of the text as resident
+// (`version --client`: 46 MB evicted, 50-90 MB right after writing it).
+func evictFromPageCache(t *testing.T, path string) {
 	t.Helper()
-	b, err := os.ReadFile(bin)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(t.TempDir(), filepath.Base(bin))
-	if err := os.WriteFile(dst, b, 0o700); err != nil {
+	defer f.Close()
+	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	return dst
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatalf("evict %s from the page cache: %v", path, err)
+	}
+}
+
+// gcTrace reads GODEBUG=gctrace=1 lines ("A->B->C MB": heap at GC start,
+// at GC end, live) and returns the number of collections and the largest
+// live heap and heap at GC start, in MB.
+func gcTrace(stderr string) (collections, maxLive, maxStart int) {
+	for _, l := range strings.Split(stderr, "\n") {
+		i := strings.Index(l, " MB, ")
+		if !strings.HasPrefix(l, "gc ") || i < 0 {
+			continue // other lines share stderr
+		}
+		var a, b, c int
+		f := strings.Fields(l[:i])
+		if _, err := fmt.Sscanf(f[len(f)-1], "%d->%d->%d", &a, &b, &c); err == nil {
+			collections++
+			maxLive, maxStart = max(maxLive, c), max(maxStart, a)
+		}
+	}
+	return collections, maxLive, maxStart
+}
+
+// writeProfile writes a runtime/pprof profile (KAMB_PROM_SCALE_PROFILE).
+func writeProfile(t *testing.T, path, name string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		t.Error(err)
+	}
+	t.Logf("%s profile in %s", name, path)
 }

@@ -818,7 +818,7 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 }
 
 // listPage is how many objects one LIST page of the one-shot snapshot holds.
-const listPage = 500
+const listPage = 250
 
 // listPaged lists one resource in pages of listPage (resourceVersion "" so
 // the server really pages), slims every object and adds it to store.
