@@ -15,6 +15,10 @@ import (
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/promlab"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
@@ -310,4 +314,22 @@ func BenchmarkPrometheusDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCollectTellsTheFleetSize: status sizes its memory limit by the node
+// count Collect reports once the nodes are listed, before the pods.
+func TestCollectTellsTheFleetSize(t *testing.T) {
+	var objs []runtime.Object
+	for i := 0; i < 3; i++ {
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%d", i)}})
+	}
+	client := fake.NewClientset(objs...)
+	told := -1
+	_, err := Collect(context.Background(), client, Config{CertInterval: -1, FleetSize: func(n int) { told = n }}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if told != 3 {
+		t.Errorf("FleetSize told %d nodes, want 3", told)
+	}
 }

@@ -70,6 +70,10 @@ type Config struct {
 	// rates in one request per round; readiness and config_dump are then
 	// read only for focused nodes and those the metrics mark unhealthy.
 	Metrics MetricsSource
+	// FleetSize, when set, is told the number of nodes once Collect has
+	// listed them, before it lists pods and builds the snapshot (status
+	// sizes its memory limit by it).
+	FleetSize func(nodes int)
 	// MaxRPS, when positive, is the budget of requests per second the
 	// direct path may send through the API server, sustained: each round
 	// scrapes only as many ztunnels as fit, the focused and unhealthy first,
@@ -773,6 +777,9 @@ func Collect(ctx context.Context, client kubernetes.Interface, cfg Config, windo
 		return l.Items, l.Continue, nil
 	}); err != nil {
 		return ztunnel.Snapshot{}, err
+	}
+	if cfg.FleetSize != nil {
+		cfg.FleetSize(len(w.nodes.GetStore().ListKeys()))
 	}
 	if err := listPaged(ctx, "namespaces", w.namespaces.GetStore(), func(ctx context.Context, o metav1.ListOptions) ([]corev1.Namespace, string, error) {
 		l, err := core.Namespaces().List(ctx, o)
