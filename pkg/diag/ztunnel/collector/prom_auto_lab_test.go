@@ -250,10 +250,12 @@ func near(got, want float64) bool { return math.Abs(got-want) <= 0.2*want }
 // wins, and stderr says so) read with exactly the permissions docs/rbac.md
 // lists. The rows must carry what only Prometheus could have given.
 func TestStatusPrometheusAuto(t *testing.T) {
+	begin := time.Now()
 	s := deployScenarios(t)
 	removeAppPods(t, s)
 	markZtunnelNotReady(t, s)
 	bin := kubelab.BuildBinary(t, kubelab.PluginPackage)
+	t.Logf("stand-ins deployed and binary built after %s", time.Since(begin).Round(time.Millisecond))
 	viewer := newStatusViewer(t, s.lab, s.ztunnelNS)
 	args := func(extra ...string) []string {
 		return append([]string{"--kubeconfig", s.lab.Kubeconfig, "--as", viewer.user, "--ztunnel-namespace", s.ztunnelNS,
@@ -285,6 +287,7 @@ func TestStatusPrometheusAuto(t *testing.T) {
 			{Name: "web", Port: 9090, TargetPort: intstr.FromInt32(9090)}}},
 	})
 	addonPrometheus(t, s, s.ztunnelNS)
+	t.Logf("prometheus has a whole window of samples after %s", time.Since(begin).Round(time.Millisecond))
 
 	t.Run("no services/proxy permission", func(t *testing.T) {
 		r := runPlugin(t, bin, status...)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -95,6 +96,10 @@ func askService(ctx context.Context, kc kubernetes.Interface, ns, name, port str
 	}
 	body, err := rw.DoRaw(ctx)
 	switch {
+	case (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) && mayProxy(ctx, kc, ns, name):
+		// The API server let the request through: the server behind the
+		// Service refused it (an authenticating proxy in front of Prometheus).
+		return fmt.Errorf("query prometheus service %s/%s port %s through the API server's service proxy: %w; the server behind the service refused the request (an authenticating proxy?); pass --prometheus URL with an address that serves the Prometheus API", ns, name, port, err)
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 		return fmt.Errorf("query prometheus service %s/%s through the API server's service proxy: %w; grant get on services/proxy in namespace %s", ns, name, err, ns)
 	case err != nil:
@@ -107,6 +112,15 @@ func askService(ctx context.Context, kc kubernetes.Interface, ns, name, port str
 		return fmt.Errorf("service %s/%s port %s does not answer as a Prometheus API (/api/v1/query said %.80q)", ns, name, port, body)
 	}
 	return nil
+}
+
+// mayProxy asks the API server whether the caller may get services/proxy
+// on the Service; false when it cannot tell.
+func mayProxy(ctx context.Context, kc kubernetes.Interface, ns, name string) bool {
+	r, err := kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: "get", Resource: "services", Subresource: "proxy", Name: name}}}, metav1.CreateOptions{})
+	return err == nil && r.Status.Allowed
 }
 
 // webPort picks the Service port Prometheus serves its API on: one named

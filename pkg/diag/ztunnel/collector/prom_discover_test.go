@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -98,18 +100,26 @@ func TestDiscoverPrometheusAsksTheService(t *testing.T) {
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "services/proxy"}, "prometheus", errors.New("user cannot get services/proxy"))
 	unavailable := apierrors.NewServiceUnavailable("no endpoints available for service \"prometheus\"")
 	tests := []struct {
-		name string
-		resp rawResponse
-		want []string
+		name     string
+		resp     rawResponse
+		mayProxy bool // what SelfSubjectAccessReview answers
+		want     []string
 	}{
-		{"no permission", rawResponse{err: forbidden}, []string{"grant get on services/proxy in namespace istio-system", "istio-system/prometheus"}},
-		{"no ready pod", rawResponse{err: unavailable}, []string{"no endpoints available", "kubectl get endpointslices -n istio-system -l kubernetes.io/service-name=prometheus"}},
-		{"not a prometheus", rawResponse{body: "<html>grafana</html>"}, []string{"does not answer as a Prometheus API", "grafana"}},
+		{"no permission", rawResponse{err: forbidden}, false, []string{"grant get on services/proxy in namespace istio-system", "istio-system/prometheus"}},
+		{"refused behind the service", rawResponse{err: forbidden}, true, []string{"the server behind the service refused the request", "pass --prometheus URL"}},
+		{"no ready pod", rawResponse{err: unavailable}, false, []string{"no endpoints available", "kubectl get endpointslices -n istio-system -l kubernetes.io/service-name=prometheus"}},
+		{"not a prometheus", rawResponse{body: "<html>grafana</html>"}, false, []string{"does not answer as a Prometheus API", "grafana"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset(svc("istio-system", "prometheus", map[string]string{"app.kubernetes.io/name": "prometheus"}, corev1.ServicePort{Name: "http", Port: 9090}))
 			c.PrependProxyReactor("services", func(k8stesting.Action) (bool, rest.ResponseWrapper, error) { return true, tt.resp, nil })
+			c.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+				ra := r.Spec.ResourceAttributes
+				r.Status.Allowed = tt.mayProxy && ra.Resource == "services" && ra.Subresource == "proxy" && ra.Verb == "get" && ra.Namespace == "istio-system"
+				return true, r, nil
+			})
 			_, err := DiscoverPrometheus(t.Context(), c, cfg, "istio-system")
 			if err == nil {
 				t.Fatal("want an error")
