@@ -225,7 +225,11 @@ Exit status: 0 when no node is unhealthy, 1 when one is (or on an error), 2 on b
   kubectl ambient status --once -o json | jq '.nodes[] | select(.state != "healthy") | .node'
 
   # ztunnel in kube-system (OpenShift)
-  kubectl ambient status --once --ztunnel-namespace kube-system`,
+  kubectl ambient status --once --ztunnel-namespace kube-system
+
+  # Metrics and rates from the cluster's Prometheus (found by its Service's labels, reached
+  # through the API server; needs list services and get services/proxy)
+  kubectl ambient status --once --prometheus auto`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := o.Validate(); err != nil {

@@ -43,6 +43,9 @@ recent access log), l shows the ztunnel's logs, esc goes back, s changes the sor
 		Example: `  kubectl ambient tui
   kubectl ambient tui --context prod --interval 10s
 
+  # Metrics from the cluster's Prometheus: one query per refresh instead of a scrape per node
+  kubectl ambient tui --prometheus auto
+
   # Not a terminal: a snapshot (exit 1 when a node is unhealthy)
   kubectl ambient tui | cat`,
 		Args: usageArgs(cobra.NoArgs),

@@ -48,9 +48,26 @@ func Binary(t testing.TB, name string) string {
 	return p
 }
 
+// Options place a Prometheus where a cluster's would be.
+type Options struct {
+	// Listen is the host:port it serves on; empty picks a free loopback port.
+	Listen string
+	// NetNS is a named network namespace (under /run/netns) to run it in,
+	// through `ip netns exec`: the lab's pod network, so that it serves on a
+	// pod IP the API server's service proxy reaches and scrapes the
+	// stand-ins on their own pod IPs. Needs root.
+	NetNS string
+}
+
 // Start runs Prometheus scraping targets every interval, with its data in a
 // temporary directory, and stops it when the test ends.
 func Start(t testing.TB, targets []Target, interval time.Duration) *Server {
+	t.Helper()
+	return StartWith(t, targets, interval, Options{})
+}
+
+// StartWith is Start with a listen address and network namespace.
+func StartWith(t testing.TB, targets []Target, interval time.Duration, o Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
@@ -69,7 +86,7 @@ func Start(t testing.TB, targets []Target, interval time.Duration) *Server {
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return run(t, dir, filepath.Join(dir, "data"))
+	return run(t, dir, filepath.Join(dir, "data"), o)
 }
 
 // StartWithBlocks runs Prometheus (no scraping) over the TSDB blocks that
@@ -87,20 +104,33 @@ func StartWithBlocks(t testing.TB, openMetrics string) *Server {
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte("global:\n  scrape_interval: 1m\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return run(t, dir, data)
+	return run(t, dir, data, Options{})
 }
 
-func run(t testing.TB, dir, data string) *Server {
+func run(t testing.TB, dir, data string, o Options) *Server {
 	t.Helper()
 	bin := Binary(t, "prometheus")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := o.Listen
+	if addr == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = l.Addr().String()
+		_ = l.Close()
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+data,
-		"--web.listen-address="+addr, "--storage.tsdb.retention.time=10y", "--log.level=warn")
+	args := []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path=" + data,
+		"--web.listen-address=" + addr, "--storage.tsdb.retention.time=10y", "--log.level=warn"}
+	cmd := exec.Command(bin, args...)
+	if o.NetNS != "" {
+		ip, err := exec.LookPath("ip")
+		if err != nil {
+			t.Fatalf("prometheus in network namespace %s: %v", o.NetNS, err)
+		}
+		// ip execs prometheus in place: the pid, the signals and the
+		// parent-death signal below are prometheus's own.
+		cmd = exec.Command(ip, append([]string{"netns", "exec", o.NetNS, bin}, args...)...)
+	}
 	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	if err != nil {
 		t.Fatal(err)
