@@ -2,13 +2,17 @@ package collector
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/tui"
 )
 
 // TestWatcherStaysWithinTheAPIBudget runs the direct path with a budget far
@@ -50,6 +54,93 @@ func TestWatcherStaysWithinTheAPIBudget(t *testing.T) {
 		t.Errorf("focused node read %d times in %.0fs; it must be read every round", len(seen), elapsed)
 	}
 }
+
+// TestScrolledRowsAreReadFirst drives the real TUI model against the direct
+// path under a budget too small for every ztunnel: 6 requests/s at a 1 s
+// interval is three ztunnels a round out of six. The user sorts by name and
+// scrolls to the end of a two-row table; the model tells the watcher, and
+// from then on the two rows on screen are read every round while the rows
+// off screen share what is left.
+func TestScrolledRowsAreReadFirst(t *testing.T) {
+	s := deployScenarios(t)
+	removeAppPods(t, s)
+	cfg := s.config()
+	cfg.MaxRPS, cfg.CertInterval = 6, -1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := New(s.lab.Clients.Kube, cfg)
+	m := tui.New(tui.Options{Cluster: "lab", Focus: w, Interval: cfg.Interval})
+	m.Update(tea.WindowSizeMsg{Width: 120, Height: 6}) // two table rows
+	go func() { _ = w.Run(ctx) }()
+	next := func() *ztunnel.Snapshot {
+		u := waitFor(t, w, 10*time.Second, func(u *ztunnel.Update) bool { return u.Snapshot != nil })
+		m.Update(tui.UpdateMsg(*u))
+		return u.Snapshot
+	}
+	next()
+	m.Update(keyPress("s")) // sort by name
+	m.Update(keyPress("G")) // to the last row
+	var shown []string
+	for _, l := range strings.Split(ansi.Strip(m.View().Content), "\n")[3:] {
+		if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[2], "lab-node-") {
+			shown = append(shown, f[2])
+		}
+	}
+	onScreen := map[string]bool{}
+	for _, n := range shown {
+		if s.byNode[n] != sim.NoZtunnel {
+			onScreen[n] = true
+		}
+	}
+	if len(shown) != 2 || len(onScreen) == 0 {
+		t.Fatalf("after s and G the screen shows %v; want two rows, one with a ztunnel at least", shown)
+	}
+	// Until the next round the rows shown keep what they had; then they are
+	// read first. Count the distinct readings of every node from here on.
+	scrolled := time.Now()
+	reads := map[string]map[time.Time]bool{}
+	bad := map[string]bool{}
+	for time.Since(scrolled) < 7*time.Second {
+		snap := next()
+		for _, n := range snap.Nodes {
+			if n.Metrics != nil && n.Metrics.At.After(scrolled) {
+				if reads[n.Node] == nil {
+					reads[n.Node] = map[time.Time]bool{}
+				}
+				reads[n.Node][n.Metrics.At] = true
+				bad[n.Node] = n.ScrapeError != "" || (n.Probe != nil && !n.Probe.Ready) || n.Metrics.PendingProxies > 0
+			}
+		}
+	}
+	minShown, maxOff := 1<<30, 0
+	for node, sc := range s.byNode {
+		if sc == sim.NoZtunnel {
+			continue
+		}
+		got := len(reads[node])
+		switch {
+		case onScreen[node]:
+			minShown = min(minShown, got)
+		case !bad[node]:
+			maxOff = max(maxOff, got)
+		}
+		t.Logf("%s (%s, on screen %v, bad reading %v): read %d times in 7 s", node, sc, onScreen[node], bad[node], got)
+	}
+	// 7 rounds: the rows on screen are read in each (one round of slack for
+	// the one in flight when the user scrolled). The one spare read a round
+	// goes first to an off-screen ztunnel whose last reading was bad (the
+	// not-ready stand-in: unhealthy nodes come round sooner), so the healthy
+	// rows off screen get at most a few.
+	if minShown < 6 {
+		t.Errorf("a row on screen was read %d times in 7 rounds; it must be read every round", minShown)
+	}
+	if maxOff > minShown/2 {
+		t.Errorf("a healthy row off screen was read %d times, against %d for the rows on screen: the focus did not reach the watcher", maxOff, minShown)
+	}
+}
+
+// keyPress is a plain key as Bubble Tea delivers it.
+func keyPress(s string) tea.KeyPressMsg { return tea.KeyPressMsg{Code: []rune(s)[0], Text: s} }
 
 // removeAppPods deletes the scenario's application pods when the test ends
 // and waits until they are gone: other tests in this lab count the pods on

@@ -7,17 +7,38 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Focus names the nodes the user looks at (the TUI's visible rows, a node
-// detail). With a MetricsSource their readiness and certificates are read
-// directly every round; other nodes only when their metrics look unhealthy.
+// Focus names the rows the user sees (the TUI's visible table rows); each
+// call replaces the set before it, never the node detail (FocusDetail).
+// Focused nodes are read first under the API budget and, with a
+// MetricsSource, get their readiness and certificates read directly every
+// round; other nodes only when their metrics look unhealthy. It never waits
+// for a round or a snapshot, so a TUI may call it from its Update.
 func (w *Watcher) Focus(nodes []string) {
 	set := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
 		set[n] = true
 	}
-	w.mu.Lock()
-	w.focus = set
-	w.mu.Unlock()
+	w.focusMu.Lock()
+	w.focusRows = set
+	w.focusMu.Unlock()
+}
+
+// FocusDetail names the node whose detail or logs the user has open ("" when
+// none); it is focused like a visible row, and Focus does not clear it.
+func (w *Watcher) FocusDetail(node string) {
+	w.focusMu.Lock()
+	w.focusDetail = node
+	w.focusMu.Unlock()
+}
+
+// focused returns the test for "the user looks at this node" as it stands
+// now; Focus replaces the rows map rather than changing it, so the test may
+// be used after the lock is released.
+func (w *Watcher) focused() func(node string) bool {
+	w.focusMu.Lock()
+	rows, detail := w.focusRows, w.focusDetail
+	w.focusMu.Unlock()
+	return func(node string) bool { return rows[node] || (detail != "" && node == detail) }
 }
 
 // metricsRound fetches every ztunnel's metrics from the MetricsSource (one
@@ -40,6 +61,7 @@ func (w *Watcher) metricsRound(ctx context.Context) {
 			return
 		}
 		pods := w.ztunnelPods()
+		focused := w.focused()
 		var jobs []scrapeJob
 		w.mu.Lock()
 		live := map[string]bool{}
@@ -65,7 +87,7 @@ func (w *Watcher) metricsRound(ctx context.Context) {
 			if p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning || st.inflight {
 				continue
 			}
-			if !w.focus[node] && !suspect(p, st) {
+			if !focused(node) && !suspect(p, st) {
 				// Not looked at and healthy by its metrics: no direct read;
 				// an old probe result would only go stale.
 				st.probe = nil
@@ -125,7 +147,7 @@ func suspect(p *corev1.Pod, st *scrapeState) bool {
 
 // probeOnly reads one ztunnel's readiness endpoint.
 func (w *Watcher) probeOnly(ctx context.Context, j scrapeJob) {
-	if !w.acquire(ctx) {
+	if !w.acquire(ctx, 1) {
 		return
 	}
 	probe := Probe(ctx, w.client, j.ns, j.name, w.cfg.RequestTimeout)
