@@ -55,6 +55,47 @@ func TestWatcherStaysWithinTheAPIBudget(t *testing.T) {
 	}
 }
 
+// budgetedWatcher builds a watcher on the scenario lab under a budget of rps
+// requests/s (a 1 s interval, no certificates) and returns it with the
+// function that starts it; it stops when the test ends.
+func budgetedWatcher(t *testing.T, rps float64) (*scenarioLab, *Watcher, func()) {
+	s := deployScenarios(t)
+	removeAppPods(t, s)
+	cfg := s.config()
+	cfg.MaxRPS, cfg.CertInterval = rps, -1
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w := New(s.lab.Clients.Kube, cfg)
+	return s, w, func() {
+		go func() { _ = w.Run(ctx) }()
+		waitFor(t, w, 30*time.Second, func(u *ztunnel.Update) bool { return u.Snapshot != nil })
+	}
+}
+
+// readsFor counts each node's distinct readings (metrics times) taken during
+// the next d, handing every snapshot to each first.
+func readsFor(t *testing.T, w *Watcher, d time.Duration, each func(*ztunnel.Snapshot)) map[string]int {
+	from := time.Now()
+	seen := map[string]map[time.Time]bool{}
+	for time.Since(from) < d {
+		u := waitFor(t, w, 10*time.Second, func(u *ztunnel.Update) bool { return u.Snapshot != nil })
+		each(u.Snapshot)
+		for _, n := range u.Snapshot.Nodes {
+			if n.Metrics != nil && n.Metrics.At.After(from) {
+				if seen[n.Node] == nil {
+					seen[n.Node] = map[time.Time]bool{}
+				}
+				seen[n.Node][n.Metrics.At] = true
+			}
+		}
+	}
+	out := map[string]int{}
+	for node, at := range seen {
+		out[node] = len(at)
+	}
+	return out
+}
+
 // TestScrolledRowsAreReadFirst drives the real TUI model against the direct
 // path under a budget too small for every ztunnel: 6 requests/s at a 1 s
 // interval is three ztunnels a round out of six. The user sorts by name and
@@ -62,22 +103,12 @@ func TestWatcherStaysWithinTheAPIBudget(t *testing.T) {
 // from then on the two rows on screen are read every round while the rows
 // off screen share what is left.
 func TestScrolledRowsAreReadFirst(t *testing.T) {
-	s := deployScenarios(t)
-	removeAppPods(t, s)
-	cfg := s.config()
-	cfg.MaxRPS, cfg.CertInterval = 6, -1
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := New(s.lab.Clients.Kube, cfg)
-	m := tui.New(tui.Options{Cluster: "lab", Focus: w, Interval: cfg.Interval})
+	s, w, start := budgetedWatcher(t, 6)
+	m := tui.New(tui.Options{Cluster: "lab", Focus: w, Interval: time.Second})
 	m.Update(tea.WindowSizeMsg{Width: 120, Height: 6}) // two table rows
-	go func() { _ = w.Run(ctx) }()
-	next := func() *ztunnel.Snapshot {
-		u := waitFor(t, w, 10*time.Second, func(u *ztunnel.Update) bool { return u.Snapshot != nil })
-		m.Update(tui.UpdateMsg(*u))
-		return u.Snapshot
-	}
-	next()
+	start()
+	toModel := func(snap *ztunnel.Snapshot) { m.Update(tui.UpdateMsg{Snapshot: snap}) }
+	toModel(waitFor(t, w, 10*time.Second, func(u *ztunnel.Update) bool { return u.Snapshot != nil }).Snapshot)
 	m.Update(keyPress("s")) // sort by name
 	m.Update(keyPress("G")) // to the last row
 	var shown []string
@@ -97,34 +128,27 @@ func TestScrolledRowsAreReadFirst(t *testing.T) {
 	}
 	// Until the next round the rows shown keep what they had; then they are
 	// read first. Count the distinct readings of every node from here on.
-	scrolled := time.Now()
-	reads := map[string]map[time.Time]bool{}
 	bad := map[string]bool{}
-	for time.Since(scrolled) < 7*time.Second {
-		snap := next()
+	reads := readsFor(t, w, 7*time.Second, func(snap *ztunnel.Snapshot) {
+		toModel(snap)
 		for _, n := range snap.Nodes {
-			if n.Metrics != nil && n.Metrics.At.After(scrolled) {
-				if reads[n.Node] == nil {
-					reads[n.Node] = map[time.Time]bool{}
-				}
-				reads[n.Node][n.Metrics.At] = true
+			if n.Metrics != nil {
 				bad[n.Node] = n.ScrapeError != "" || (n.Probe != nil && !n.Probe.Ready) || n.Metrics.PendingProxies > 0
 			}
 		}
-	}
+	})
 	minShown, maxOff := 1<<30, 0
 	for node, sc := range s.byNode {
 		if sc == sim.NoZtunnel {
 			continue
 		}
-		got := len(reads[node])
 		switch {
 		case onScreen[node]:
-			minShown = min(minShown, got)
+			minShown = min(minShown, reads[node])
 		case !bad[node]:
-			maxOff = max(maxOff, got)
+			maxOff = max(maxOff, reads[node])
 		}
-		t.Logf("%s (%s, on screen %v, bad reading %v): read %d times in 7 s", node, sc, onScreen[node], bad[node], got)
+		t.Logf("%s (%s, on screen %v, bad reading %v): read %d times in 7 s", node, sc, onScreen[node], bad[node], reads[node])
 	}
 	// 7 rounds: the rows on screen are read in each (one round of slack for
 	// the one in flight when the user scrolled). The one spare read a round
@@ -136,6 +160,32 @@ func TestScrolledRowsAreReadFirst(t *testing.T) {
 	}
 	if maxOff > minShown/2 {
 		t.Errorf("a healthy row off screen was read %d times, against %d for the rows on screen: the focus did not reach the watcher", maxOff, minShown)
+	}
+}
+
+// TestFocusRowsAndDetailAreApart gives the watcher a budget for two ztunnels a
+// round, one visible row and one open node detail: both are read every round.
+// When the rows change, the detail node is still read every round and the row
+// that left the screen is not: a new set of rows does not clear the detail.
+func TestFocusRowsAndDetailAreApart(t *testing.T) {
+	s, w, start := budgetedWatcher(t, 4)
+	row, detail, next := s.nodeOf[sim.Healthy], s.nodeOf[sim.ExpiringCerts], s.nodeOf[sim.Restarting]
+	w.Focus([]string{row})
+	w.FocusDetail(detail)
+	start()
+	got := readsFor(t, w, 5*time.Second, func(*ztunnel.Snapshot) {})
+	t.Logf("row %s, detail %s: reads in 5 rounds %v", row, detail, got)
+	if got[row] < 4 || got[detail] < 4 || got[next] > 1 {
+		t.Errorf("the focused row and the open node must be read every round, the rest not: %v", got)
+	}
+	w.Focus([]string{next})
+	got = readsFor(t, w, 5*time.Second, func(*ztunnel.Snapshot) {})
+	t.Logf("rows now %s, detail still %s: reads in 5 rounds %v", next, detail, got)
+	if got[detail] < 4 {
+		t.Errorf("a new set of rows cleared the open node's focus: %s read %d times in 5 rounds", detail, got[detail])
+	}
+	if got[next] < 4 || got[row] > 2 {
+		t.Errorf("the new row must take the old one's place: %v", got)
 	}
 }
 
