@@ -101,7 +101,8 @@ func (o *TUIOptions) Run(ctx context.Context) error {
 	cfg.Metrics = ms
 	w := collector.New(clients.Kube, cfg)
 	go func() { _ = w.Run(ctx) }()
-	m := tui.New(tui.Options{Updates: w.Updates(), Fetcher: w, Context: ctx, Cluster: cfg.Cluster})
+	// The watcher reads the rows on screen and the open node first.
+	m := tui.New(tui.Options{Updates: w.Updates(), Fetcher: w, Context: ctx, Cluster: cfg.Cluster, Focus: w, Interval: cfg.Interval})
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(o.streams.In), tea.WithOutput(o.streams.Out))
 	if _, err := p.Run(); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("run the terminal UI: %w", err)

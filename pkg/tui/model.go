@@ -8,6 +8,7 @@ package tui
 import (
 	"context"
 	"strings"
+	"time"
 
 	tea "charm.land/bubbletea/v2"
 
@@ -20,6 +21,25 @@ type Fetcher interface {
 	LogLines(ctx context.Context, node string, lines int64) ([]string, error)
 }
 
+// Focuser learns which nodes the user looks at, so the watcher reads those
+// first. The model calls it from Update, and only when the set changed, so
+// it must neither block nor do I/O (the collector's Watcher keeps the sets
+// in memory).
+type Focuser interface {
+	// Focus names the visible table rows; each call replaces the last.
+	Focus(nodes []string)
+	// FocusDetail names the node whose detail or logs are open, "" for none.
+	FocusDetail(node string)
+}
+
+// DefaultInterval is the refresh interval assumed when Options.Interval is
+// zero; it matches the watcher's default.
+const DefaultInterval = 5 * time.Second
+
+// staleIntervals is how many refresh intervals old a row's reading may be
+// before the table marks it stale.
+const staleIntervals = 3
+
 // Options configure a Model.
 type Options struct {
 	// Updates carries snapshots and connection state from the watcher.
@@ -30,6 +50,11 @@ type Options struct {
 	Context context.Context
 	// Cluster names the cluster before the first snapshot arrives.
 	Cluster string
+	// Focus, when set, is told the visible rows and the open node on change.
+	Focus Focuser
+	// Interval is the watcher's refresh interval; a reading older than
+	// staleIntervals of it is marked stale. Zero means DefaultInterval.
+	Interval time.Duration
 }
 
 type mode int
@@ -90,12 +115,19 @@ type Model struct {
 	logsErr    error
 	loading    bool
 	scroll     int
+
+	// focusRows and focusDetail are what was last reported to opts.Focus.
+	focusRows   map[string]bool
+	focusDetail string
 }
 
 // New builds the model. It starts in the "connecting" state.
 func New(o Options) *Model {
 	if o.Context == nil {
 		o.Context = context.Background()
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
 	}
 	return &Model{opts: o, connecting: true, width: 100, height: 30}
 }
@@ -119,8 +151,15 @@ func (m *Model) wait() tea.Cmd {
 	}
 }
 
-// Update handles one message. It does no I/O.
+// Update handles one message. It does no I/O; when the message changed what
+// the user sees, it tells the Focuser.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	next, cmd := m.update(msg)
+	m.reportFocus()
+	return next, cmd
+}
+
+func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
@@ -210,6 +249,55 @@ func matches(n *ztunnel.NodeHealth, f string) bool {
 		}
 	}
 	return false
+}
+
+// visibleRows are the rows the table shows, also while a detail, the logs
+// or the help cover it: esc brings them back.
+func (m *Model) visibleRows() []*ztunnel.NodeHealth {
+	if m.offset >= len(m.rows) {
+		return nil
+	}
+	return m.rows[m.offset:min(len(m.rows), m.offset+m.tableHeight())]
+}
+
+// openNode is the node whose detail or logs are open (under the help, too).
+func (m *Model) openNode() string {
+	mode := m.mode
+	if mode == modeHelp {
+		mode = m.prevMode
+	}
+	if mode == modeDetail || mode == modeLogs {
+		return m.detailNode
+	}
+	return ""
+}
+
+// reportFocus tells the Focuser the visible rows and the open node when
+// either changed since the last report; it allocates only then.
+func (m *Model) reportFocus() {
+	f := m.opts.Focus
+	if f == nil {
+		return
+	}
+	rows := m.visibleRows()
+	// A set: rows that only changed places (a new snapshot, a sort within
+	// the page) are no change.
+	same := len(rows) == len(m.focusRows)
+	for i := 0; same && i < len(rows); i++ {
+		same = m.focusRows[rows[i].Node]
+	}
+	if !same {
+		m.focusRows = make(map[string]bool, len(rows))
+		names := make([]string, len(rows))
+		for i, r := range rows {
+			m.focusRows[r.Node], names[i] = true, r.Node
+		}
+		f.Focus(names)
+	}
+	if open := m.openNode(); open != m.focusDetail {
+		m.focusDetail = open
+		f.FocusDetail(open)
+	}
 }
 
 // tableHeight is the number of node rows that fit.

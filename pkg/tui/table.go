@@ -21,7 +21,7 @@ func WriteTable(w io.Writer, s *ztunnel.Snapshot) error {
 			switch c.title {
 			case "NODE":
 				cells = append(cells, n.Node)
-			case "AGE":
+			case "AGE", "SEEN":
 				continue
 			default:
 				cells = append(cells, c.cell(n, s.Time))

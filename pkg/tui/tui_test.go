@@ -26,12 +26,15 @@ func sample(extra int) *ztunnel.Snapshot {
 		return &ztunnel.Pod{Namespace: "istio-system", Name: "ztunnel-" + node, Phase: "Running", Ready: true, Version: "1.24.1", Created: t0.Add(-50 * time.Hour)}
 	}
 	metrics := &ztunnel.Metrics{At: t0, ActiveProxies: 2}
+	// read returns metrics read d before the snapshot, for the SEEN column.
+	read := func(d time.Duration) *ztunnel.Metrics { m := *metrics; m.At = t0.Add(-d); return &m }
 	ok := &ztunnel.Rates{Window: 5 * time.Second, OpenedPerSec: 10, ClosedPerSec: 9, BytesPerSec: 19000, Opened: 50}
 	obs := []ztunnel.Observation{
-		{Node: "node-healthy", Ztunnel: pod("node-healthy"), Probe: &ztunnel.Probe{Ready: true}, Metrics: metrics, Rates: ok, Pods: ztunnel.PodCounts{Enrolled: 4, Captured: 4}},
+		{Node: "node-healthy", Ztunnel: pod("node-healthy"), Probe: &ztunnel.Probe{Ready: true}, Metrics: read(4 * time.Second), Rates: ok, Pods: ztunnel.PodCounts{Enrolled: 4, Captured: 4}},
 		{Node: "node-notready", Ztunnel: pod("node-notready"), Probe: &ztunnel.Probe{Status: 503}, Metrics: metrics, Rates: ok},
 		{Node: "node-missing"},
-		{Node: "node-certs", Ztunnel: pod("node-certs"), Probe: &ztunnel.Probe{Ready: true}, Metrics: metrics, Rates: ok,
+		// Read 3 minutes ago: stale at the default 5 s interval.
+		{Node: "node-certs", Ztunnel: pod("node-certs"), Probe: &ztunnel.Probe{Ready: true}, Metrics: read(3 * time.Minute), Rates: ok,
 			Certificates: []ztunnel.Certificate{{Identity: "spiffe://cluster.local/ns/shop/sa/web", State: "Available", Expiration: func() *time.Time { t := t0.Add(3 * time.Hour); return &t }()}}},
 		{Node: "node-failing", Ztunnel: pod("node-failing"), Probe: &ztunnel.Probe{Ready: true}, Metrics: metrics,
 			Rates: &ztunnel.Rates{Window: 5 * time.Second, OpenedPerSec: 2, FailedPerSec: 8, Opened: 10, Failed: 40}},
@@ -39,7 +42,7 @@ func sample(extra int) *ztunnel.Snapshot {
 			p := pod("node-restarting")
 			p.Restarts, p.LastRestartAt, p.LastRestartReason = 3, ago(2*time.Minute), "Error"
 			return p
-		}(), Probe: &ztunnel.Probe{Ready: true}, Metrics: metrics, Rates: &ztunnel.Rates{Window: 5 * time.Second, XDSTerminations: 2}},
+		}(), Probe: &ztunnel.Probe{Ready: true}, Metrics: read(14 * time.Second), Rates: &ztunnel.Rates{Window: 5 * time.Second, XDSTerminations: 2}},
 		{Node: "node-pending", Ztunnel: pod("node-pending"), Probe: &ztunnel.Probe{Ready: true}, Rates: ok, PendingStuck: 45 * time.Second,
 			Metrics: &ztunnel.Metrics{At: t0, ActiveProxies: 2, PendingProxies: 2}},
 	}
@@ -84,6 +87,8 @@ func key(s string) tea.KeyPressMsg {
 		return tea.KeyPressMsg{Code: tea.KeyUp}
 	case "down":
 		return tea.KeyPressMsg{Code: tea.KeyDown}
+	case "pgdown":
+		return tea.KeyPressMsg{Code: tea.KeyPgDown}
 	case "enter":
 		return tea.KeyPressMsg{Code: tea.KeyEnter}
 	case "esc":

@@ -129,34 +129,34 @@ var columns = []column{
 	{title: "STATE", width: 11, cell: func(n *ztunnel.NodeHealth, _ time.Time) string { return stateLabel(n.State) }},
 	{title: "NODE", width: 0}, // sized to the names
 	{title: "ZTUNNEL", width: 9, cell: ztunnelCell},
-	{title: "RST", width: 3, right: true, drop: 3, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
+	{title: "RST", width: 3, right: true, drop: 4, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
 		if n.Ztunnel == nil {
 			return "-"
 		}
 		return strconv.Itoa(int(n.Ztunnel.Restarts))
 	}},
-	{title: "AGE", width: 4, right: true, drop: 8, cell: func(n *ztunnel.NodeHealth, now time.Time) string {
+	{title: "AGE", width: 4, right: true, drop: 9, cell: func(n *ztunnel.NodeHealth, now time.Time) string {
 		if n.Ztunnel == nil || n.Ztunnel.Created.IsZero() {
 			return "-"
 		}
 		return ztunnel.Age(now.Sub(n.Ztunnel.Created))
 	}},
-	{title: "VERSION", width: 8, drop: 9, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
+	{title: "VERSION", width: 8, drop: 10, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
 		if n.Ztunnel == nil {
 			return "-"
 		}
 		return n.Ztunnel.Version
 	}},
-	{title: "PROXY", width: 5, right: true, drop: 6, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
+	{title: "PROXY", width: 5, right: true, drop: 7, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
 		if n.Metrics == nil {
 			return "-"
 		}
 		return fmt.Sprintf("%.0f/%.0f", n.Metrics.ActiveProxies, n.Metrics.PendingProxies)
 	}},
-	{title: "PODS", width: 5, right: true, drop: 7, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
+	{title: "PODS", width: 5, right: true, drop: 8, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
 		return fmt.Sprintf("%d/%d", n.Pods.Captured, n.Pods.Enrolled)
 	}},
-	{title: "CONN/S", width: 6, right: true, drop: 4, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
+	{title: "CONN/S", width: 6, right: true, drop: 5, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
 		if n.Rates == nil {
 			return "-"
 		}
@@ -168,14 +168,38 @@ var columns = []column{
 		}
 		return rate(n.Rates.FailedPerSec)
 	}},
-	{title: "BYTES/S", width: 7, right: true, drop: 5, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
+	{title: "BYTES/S", width: 7, right: true, drop: 6, cell: func(n *ztunnel.NodeHealth, _ time.Time) string {
 		if n.Rates == nil {
 			return "-"
 		}
 		return Bytes(n.Rates.BytesPerSec)
 	}},
+	// SEEN is drawn by the model (its staleness depends on the interval):
+	// after the failure rate, the last column a narrow terminal gives up.
+	{title: "SEEN", width: 4, right: true, drop: 3},
 	{title: "REASON", width: -1, cell: func(n *ztunnel.NodeHealth, _ time.Time) string { return n.Summary() }},
 }
+
+// seen is how long before now the node's ztunnel was last read (readiness
+// and metrics): "-" when it never was, and the age with staleMark when it is
+// older than stale, which the second return value also says.
+func seen(n *ztunnel.NodeHealth, now time.Time, stale time.Duration) (string, bool) {
+	if n.Metrics == nil || n.Metrics.At.IsZero() {
+		return "-", false
+	}
+	age := now.Sub(n.Metrics.At)
+	if age > stale {
+		return ztunnel.Age(age) + staleMark, true
+	}
+	return ztunnel.Age(age), false
+}
+
+// staleMark follows the age of a stale reading; like the state symbols it
+// carries the meaning without colour.
+const staleMark = "!"
+
+// staleAfter is the age from which a reading counts as stale.
+func (m *Model) staleAfter() time.Duration { return staleIntervals * m.opts.Interval }
 
 func ztunnelCell(n *ztunnel.NodeHealth, _ time.Time) string {
 	z := n.Ztunnel
@@ -299,8 +323,9 @@ func (m *Model) header() string {
 		paintTitle.paint("kubectl ambient"), cluster, istio, t.Nodes, counts, t.Ztunnels, t.Captured))
 }
 
-// status is the second line: the connection state, or sort and filter.
-func (m *Model) status() string {
+// status is the second line: the connection state, or sort and filter, and
+// the SEEN column's legend when it shows a stale row.
+func (m *Model) status(seenShown bool) string {
 	switch {
 	case m.connErr != nil:
 		since := ""
@@ -319,6 +344,15 @@ func (m *Model) status() string {
 	}
 	if m.snap != nil {
 		s += " · updated " + m.snap.Time.Format("15:04:05")
+		for _, r := range m.visibleRows() {
+			if !seenShown {
+				break
+			}
+			if _, stale := seen(r, m.snap.Time, m.staleAfter()); stale {
+				s += fmt.Sprintf(" · SEEN %s: read over %s ago", staleMark, ztunnel.Age(m.staleAfter()))
+				break
+			}
+		}
 	}
 	return paintMuted.paint(m.fit(s))
 }
@@ -334,9 +368,13 @@ func (m *Model) viewTable() string {
 	var b strings.Builder
 	b.WriteString(m.header())
 	b.WriteByte('\n')
-	b.WriteString(m.status())
-	b.WriteByte('\n')
 	cols := m.layout()
+	seenShown := false
+	for _, c := range cols {
+		seenShown = seenShown || c.title == "SEEN"
+	}
+	b.WriteString(m.status(seenShown))
+	b.WriteByte('\n')
 	titles := make([]string, len(cols))
 	for i, c := range cols {
 		titles[i] = pad(c.title, c.width, c.right)
@@ -351,11 +389,22 @@ func (m *Model) viewTable() string {
 	lines := 0
 	end := min(len(m.rows), m.offset+h)
 	cells := make([]string, len(cols))
+	stale := m.staleAfter()
 	for i := m.offset; i < end; i++ {
 		n := m.rows[i]
 		for j, c := range cols {
-			if c.title == "NODE" {
+			switch c.title {
+			case "NODE":
 				cells[j] = pad(n.Node, c.width, false)
+				continue
+			case "SEEN":
+				txt, old := seen(n, now, stale)
+				cells[j] = pad(txt, c.width, c.right)
+				if old && i != m.cursor {
+					// Not on the cursor's row: a reset inside it would
+					// end its reverse video.
+					cells[j] = paintState[ztunnel.StateWarning].paint(cells[j])
+				}
 				continue
 			}
 			cells[j] = pad(c.cell(n, now), c.width, c.right)
@@ -475,6 +524,9 @@ func (m *Model) detailLines() []string {
 			add("traffic   metrics unavailable: %s", n.ScrapeError)
 		}
 		add("pods      %d enrolled · %d captured · %d pending · %d with sidecars", n.Pods.Enrolled, n.Pods.Captured, n.Pods.Pending, n.Pods.Sidecar)
+		if n.Ztunnel != nil {
+			add("%s", m.readLine(n, now))
+		}
 	}
 	add("")
 	switch {
@@ -513,6 +565,19 @@ func (m *Model) detailLines() []string {
 		}
 	}
 	return lines
+}
+
+// readLine says in the detail view when the node's ztunnel was last read.
+func (m *Model) readLine(n *ztunnel.NodeHealth, now time.Time) string {
+	txt, stale := seen(n, now, m.staleAfter())
+	switch {
+	case txt == "-":
+		return "read      never: no metrics from this ztunnel yet"
+	case stale:
+		return paintState[ztunnel.StateWarning].paint(fmt.Sprintf("read      %s ago (%s): stale, older than %d refresh intervals (%s)",
+			ztunnel.Age(now.Sub(n.Metrics.At)), n.Metrics.At.Format("15:04:05"), staleIntervals, ztunnel.Age(m.staleAfter())))
+	}
+	return fmt.Sprintf("read      %s ago (%s)", txt, n.Metrics.At.Format("15:04:05"))
 }
 
 // proxyState renders ztunnel's in-pod proxy state of a workload; anything
@@ -561,8 +626,10 @@ var helpText = []string{
 	"  q, ctrl+c    quit",
 	"",
 	"Columns: ZTUNNEL pod state · RST restarts · PROXY active/pending proxies ·",
-	"PODS captured/enrolled · CONN/S and FAIL/S connections per second · BYTES/S.",
-	"Rates come from two successive scrapes of :15020/metrics.",
+	"PODS captured/enrolled · CONN/S and FAIL/S connections per second · BYTES/S ·",
+	"SEEN how long ago the ztunnel was read: - never, ! older than 3 refresh intervals.",
+	"Rates come from two successive scrapes of :15020/metrics. Under the API budget",
+	"(--max-api-rps) the rows on screen are read first, the others in turn.",
 }
 
 func (m *Model) viewHelp() string {

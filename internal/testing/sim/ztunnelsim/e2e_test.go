@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,7 +181,22 @@ func TestTUIInTmux(t *testing.T) {
 		t.Fatalf("expected column titles, then the sickest node first:\n%s", s)
 	}
 	// Rates arrive after the second scrape.
-	x.waitScreen(15*time.Second, "% of attempts)")
+	s = x.waitScreen(15*time.Second, "% of attempts)")
+	// Each row says how old its reading is (SEEN, the cell before the
+	// reason): at a 1 s interval, seconds, and never the stale mark.
+	seen, found := regexp.MustCompile(`\s(\S+)\s+ok\s*$`), false
+	for _, l := range strings.Split(s, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[2] == e.nodeOf[Healthy] {
+			found = true
+			m := seen.FindStringSubmatch(l)
+			if !strings.Contains(s, "SEEN  REASON") || m == nil || !regexp.MustCompile(`^\d+s$`).MatchString(m[1]) {
+				t.Fatalf("the healthy node's row should show a fresh SEEN age before its reason:\n%s", s)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no row for %s:\n%s", e.nodeOf[Healthy], s)
+	}
 
 	// Filter on a reason.
 	x.run("send-keys", "-t", "amb", "/", "5", "0", "3", "Enter")

@@ -225,9 +225,8 @@ func Logs(ctx context.Context, c kubernetes.Interface, ns, pod string, lines int
 // Detail reads one node's config_dump and recent access log. Parts that
 // fail are named in Errors; the rest is still returned.
 func (w *Watcher) Detail(ctx context.Context, node string) (ztunnel.NodeDetail, error) {
-	// The node the user drilled into is the one they look at: with a
-	// MetricsSource its readiness is then read directly every round.
-	w.Focus([]string{node})
+	// The focus on this node is the caller's to set (FocusDetail) and to
+	// clear: set here, a late fetch would focus a node the user has left.
 	ns, pod, err := w.ZtunnelPod(node)
 	if err != nil {
 		return ztunnel.NodeDetail{Node: node}, err

@@ -13,16 +13,13 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/promlab"
-	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
 )
 
@@ -41,58 +38,9 @@ func TestPromScale(t *testing.T) {
 	bin := kubelab.BuildBinary(t, kubelab.PluginPackage)
 	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Minute)
 	defer cancel()
-	if missing := want - len(lab.Nodes); missing > 0 {
-		begin := time.Now()
-		if _, err := lab.AddNodes(ctx, missing); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("added %d nodes in %s", missing, time.Since(begin).Round(time.Second))
-	}
-	nodes, err := lab.Clients.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := lab.Namespace(t, nil)
 	begin := time.Now()
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for node := range work {
-				_, _ = lab.Clients.Kube.CoreV1().Pods(ns).Create(ctx, sim.ZtunnelPod(ns, node, "1.31.2"), metav1.CreateOptions{})
-			}
-		}()
-	}
-	for _, n := range nodes.Items {
-		work <- n.Name
-	}
-	close(work)
-	wg.Wait()
-	t.Logf("created %d ztunnel pods in %s", len(nodes.Items), time.Since(begin).Round(time.Second))
-	// Wait until kwok has them all running, so the measurement sees a quiet
-	// API server and no pod is judged Pending.
-	for {
-		pods, err := lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		running := 0
-		for _, p := range pods.Items {
-			if p.Status.PodIP != "" {
-				running++
-			}
-		}
-		if running == len(nodes.Items) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("only %d of %d ztunnel pods running", running, len(nodes.Items))
-		}
-		time.Sleep(2 * time.Second)
-	}
-	t.Logf("all running after %s", time.Since(begin).Round(time.Second))
+	ns, nodes, _ := labFleet(ctx, t, lab, want, "1.31.2")
+	t.Logf("fleet of %d nodes ready after %s", len(nodes.Items), time.Since(begin).Round(time.Second))
 
 	// Two minutes of series for every pod, one sample every 15 s, ending now.
 	om := filepath.Join(t.TempDir(), "ztunnels.om")

@@ -7,18 +7,17 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
@@ -27,14 +26,22 @@ import (
 )
 
 // TestLabScale measures the watcher and the TUI against a lab with many
-// fake nodes, each with a ztunnel pod. It is slow and runs only when
-// KAMB_SCALE_NODES is set (5000 for the figures in docs/benchmarks.md):
+// fake nodes, each with a ztunnel pod, configured as the tui command
+// configures them: a budget of KAMB_SCALE_RPS (default 50, as --max-api-rps)
+// requests/s, client-side QPS of budget + 5, and the watcher told the rows
+// the model shows. It is slow and runs only when KAMB_SCALE_NODES is set
+// (5000 for the figures in docs/benchmarks.md):
 //
-//	KAMB_SCALE_NODES=5000 go test ./pkg/diag/ztunnel/collector -run TestLabScale -v -timeout 30m
+//	KAMB_SCALE_NODES=5000 KAMB_SCALE_WINDOW=60s KAMB_SCALE_BINARY=0 \
+//	  go test ./pkg/diag/ztunnel/collector -run TestLabScale -v -count=1 -timeout 30m
 //
-// KAMB_SCALE_SERVED (default 200) ztunnels get a stand-in behind them; the
-// others have no listener, so their scrapes fail fast, which still costs the
-// API server a proxy request each.
+// KAMB_SCALE_SERVED (default 200) ztunnels, the first by node name, get a
+// stand-in behind them; the others have no listener, so their scrapes fail
+// fast, which still costs the API server a proxy request each. The user sorts
+// by name, so the rows on screen are served ones. The measurement runs for
+// KAMB_SCALE_WINDOW (default 60 s) and at least until every ztunnel has been
+// asked once. KAMB_SCALE_RPS=0 measures the unbudgeted path for comparison;
+// KAMB_SCALE_BINARY=0 skips the runs of the built binary.
 func TestLabScale(t *testing.T) {
 	want, _ := strconv.Atoi(os.Getenv("KAMB_SCALE_NODES"))
 	if want == 0 {
@@ -48,65 +55,15 @@ func TestLabScale(t *testing.T) {
 	if v, err := time.ParseDuration(os.Getenv("KAMB_SCALE_WINDOW")); err == nil {
 		window = v
 	}
+	rps := 50.0
+	if v, err := strconv.ParseFloat(os.Getenv("KAMB_SCALE_RPS"), 64); err == nil {
+		rps = v
+	}
 	lab := kubelab.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 28*time.Minute)
 	defer cancel()
-	if missing := want - len(lab.Nodes); missing > 0 {
-		begin := time.Now()
-		if _, err := lab.AddNodes(ctx, missing); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("added %d nodes in %s", missing, time.Since(begin).Round(time.Second))
-	}
-	nodes, err := lab.Clients.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := lab.Namespace(t, nil)
-	begin := time.Now()
-	var created atomic.Int64
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for node := range work {
-				_, err := lab.Clients.Kube.CoreV1().Pods(ns).Create(ctx, sim.ZtunnelPod(ns, node, "1.24.1"), metav1.CreateOptions{})
-				if err == nil || apierrors.IsAlreadyExists(err) {
-					created.Add(1)
-				}
-			}
-		}()
-	}
-	for _, n := range nodes.Items {
-		work <- n.Name
-	}
-	close(work)
-	wg.Wait()
-	t.Logf("created %d ztunnel pods in %s", created.Load(), time.Since(begin).Round(time.Second))
-	// Wait until they run, then serve a subset.
-	var pods *corev1.PodList
-	for {
-		pods, err = lab.Clients.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		running := 0
-		for _, p := range pods.Items {
-			if p.Status.PodIP != "" {
-				running++
-			}
-		}
-		if running == len(pods.Items) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("only %d of %d ztunnel pods running", running, len(pods.Items))
-		}
-		time.Sleep(2 * time.Second)
-	}
-	for i, p := range pods.Items {
+	ns, _, pods := labFleet(ctx, t, lab, want, "1.24.1")
+	for i, p := range pods {
 		if i >= served {
 			break
 		}
@@ -123,15 +80,20 @@ func TestLabScale(t *testing.T) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	// Protobuf, as the plugin's tui and status commands use.
+	// Protobuf, as the plugin's tui and status commands use, and the
+	// client-side QPS the tui command sets for its budget (budgetClients in
+	// pkg/cmd/status.go: budget + 5, burst budget + 10).
 	pcfg := rest.CopyConfig(lab.Config)
 	pcfg.ContentType = "application/vnd.kubernetes.protobuf"
 	pcfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	if rps > 0 {
+		pcfg.QPS, pcfg.Burst = float32(rps)+5, int(rps)+10
+	}
 	clients, ct := countingClients(t, pcfg)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	w := New(clients.Kube, Config{Cluster: "lab", Namespace: ns, CertInterval: -1})
-	m := tui.New(tui.Options{Updates: w.Updates(), Context: wctx, Cluster: "lab"})
+	w := New(clients.Kube, Config{Cluster: "lab", Namespace: ns, CertInterval: -1, MaxRPS: rps})
+	m := tui.New(tui.Options{Updates: w.Updates(), Context: wctx, Cluster: "lab", Focus: w, Interval: DefaultInterval})
 	m.Update(tea.WindowSizeMsg{Width: 160, Height: 50})
 	start := time.Now()
 	go func() { _ = w.Run(wctx) }()
@@ -151,34 +113,121 @@ func TestLabScale(t *testing.T) {
 		}
 	}
 	t.Logf("first screen with %d nodes after %s", want, firstScreen.Round(time.Millisecond))
-	atStart := ct.snapshot()
-	refresh := time.After(window)
+	// The user sorts by name: the rows on screen are the first by name,
+	// which have stand-ins, so their readings have an age.
+	m.Update(tea.KeyPressMsg{Code: 's', Text: "s"})
+	shown := rowsOnScreen(m)
+	if len(shown) == 0 {
+		t.Fatalf("no rows on screen after sorting:\n%s", ansi.Strip(m.View().Content))
+	}
+	sortedAt := time.Now()
+
+	// The first burst: the limiter's bucket (one second of budget) and the
+	// client's, spent in the first round. The sustained rate is measured
+	// from one interval after the first screen.
+	steadyAt := start.Add(firstScreen + DefaultInterval)
+	var atStart map[string]int
+	var fleetOnce time.Duration
+	var oldestShown []time.Duration // per snapshot, the oldest row on screen
+	var last *ztunnel.Snapshot
 	updates := 0
-loop:
-	for {
+	deadline := time.After(window)
+	windowDone := false
+	for !windowDone || fleetOnce == 0 {
+		var u ztunnel.Update
 		select {
-		case u := <-w.Updates():
-			m.Update(tuiUpdate(u))
-			_ = m.View()
-			updates++
-		case <-refresh:
-			break loop
+		case u = <-w.Updates():
+		case <-deadline:
+			windowDone, deadline = true, nil
+			continue
+		case <-ctx.Done():
+			t.Fatalf("the fleet was not asked once within the test's time (%d updates)", updates)
+		}
+		if atStart == nil && time.Now().After(steadyAt) {
+			atStart = ct.snapshot()
+			steadyAt = time.Now()
+		}
+		m.Update(tuiUpdate(u))
+		_ = m.View()
+		updates++
+		if u.Snapshot == nil {
+			continue
+		}
+		last = u.Snapshot
+		asked := 0
+		for i := range last.Nodes {
+			if n := &last.Nodes[i]; n.Probe != nil || n.Ztunnel == nil {
+				asked++
+			}
+		}
+		if fleetOnce == 0 && asked == len(last.Nodes) {
+			fleetOnce = time.Since(start)
+		}
+		// A round after the sort, the rows on screen must have been read.
+		if time.Since(sortedAt) > 2*DefaultInterval {
+			oldest := time.Duration(0)
+			for _, name := range rowsOnScreen(m) {
+				n := nodeByName(last, name)
+				if n == nil || n.Metrics == nil {
+					oldest = time.Duration(1<<63 - 1)
+					break
+				}
+				oldest = max(oldest, last.Time.Sub(n.Metrics.At))
+			}
+			oldestShown = append(oldestShown, oldest)
 		}
 	}
 	after := ct.snapshot()
+	measured := time.Since(steadyAt)
 	runtime.GC()
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 	rss := readRSS()
-	perMin := func(k string) float64 { return float64(after[k]-atStart[k]) / window.Minutes() }
-	t.Logf("during %s of refresh: %.0f lists/min, %.0f watches/min, %.0f proxy requests/min (all requests: %v)",
-		window, perMin("GET list nodes")+perMin("GET list pods")+perMin("GET list namespaces"),
-		perMin("GET watch nodes")+perMin("GET watch pods")+perMin("GET watch namespaces"), perMin("GET proxy"), after)
+	perMin := func(k string) float64 { return float64(after[k]-atStart[k]) / measured.Minutes() }
+	sustained := float64(after["GET proxy"]-atStart["GET proxy"]) / measured.Seconds()
+	t.Logf("during %s of refresh: %.0f lists/min, %.0f watches/min, %.0f proxy requests/min = %.1f/s sustained (budget %g/s; all requests: %v)",
+		measured.Round(time.Second), perMin("GET list nodes")+perMin("GET list pods")+perMin("GET list namespaces"),
+		perMin("GET watch nodes")+perMin("GET watch pods")+perMin("GET watch namespaces"), perMin("GET proxy"), sustained, rps, after)
+	t.Logf("every ztunnel asked once after %s (start of the watcher)", fleetOnce.Round(time.Second))
+	slices.Sort(oldestShown)
+	if len(oldestShown) > 0 {
+		t.Logf("oldest reading among the %d rows on screen, over %d snapshots: median %s, max %s",
+			len(shown), len(oldestShown), oldestShown[len(oldestShown)/2].Round(time.Millisecond), oldestShown[len(oldestShown)-1].Round(time.Millisecond))
+	}
+	var ages []time.Duration
+	for i := range last.Nodes {
+		if n := &last.Nodes[i]; n.Metrics != nil {
+			ages = append(ages, last.Time.Sub(n.Metrics.At))
+		}
+	}
+	slices.Sort(ages)
+	if len(ages) > 0 {
+		t.Logf("at the end, %d rows with a reading: median age %s, oldest %s", len(ages), ages[len(ages)/2].Round(time.Second), ages[len(ages)-1].Round(time.Second))
+	}
 	t.Logf("heap in use %.0f MB (before the watcher %.0f MB), process RSS %.0f MB, %d updates rendered",
 		float64(mem.HeapInuse)/1e6, float64(before.HeapInuse)/1e6, float64(rss)/1e6, updates)
 	for _, res := range []string{"nodes", "pods", "namespaces"} {
 		if after["GET list "+res] > 1 || after["GET watch "+res] > 2 {
 			t.Errorf("%s: %d lists, %d watches", res, after["GET list "+res], after["GET watch "+res])
+		}
+	}
+	if rps > 0 {
+		// The token bucket lets through rps x t plus its burst (one second
+		// of budget); requests whose tokens were taken before the window
+		// began may reach the wire inside it (at most two per request slot).
+		// Nothing else is allowed for.
+		allowed := rps + (rps+2*float64(DefaultConcurrency))/measured.Seconds()
+		if sustained > allowed {
+			t.Errorf("sustained %.1f proxy requests/s over %s, budget %g/s (allowed with the burst: %.1f/s)", sustained, measured.Round(time.Second), rps, allowed)
+		}
+		// Thousands of ztunnels want reading: the budget should be spent.
+		if sustained < 0.8*rps {
+			t.Errorf("only %.1f proxy requests/s: the budget of %g/s should be used, not wasted", sustained, rps)
+		}
+		// The rows on screen are read every round: never stale.
+		stale := tui.DefaultInterval * 3
+		if n := len(oldestShown); n > 0 && oldestShown[n-1] > stale {
+			t.Errorf("a row on screen was %s old; rows on screen must be read every round (stale after %s)", oldestShown[n-1].Round(time.Millisecond), stale)
 		}
 	}
 	if firstScreen > 2*time.Second {
@@ -188,10 +237,24 @@ loop:
 		t.Errorf("heap %d MB over 200 MB", mem.HeapInuse/1e6)
 	}
 	wcancel()
-	measureBinary(t, lab, ns, want)
-	fmt.Fprintf(os.Stderr, "SCALE nodes=%d first_screen=%s heap_mb=%.0f rss_mb=%.0f proxy_per_min=%.0f lists_total=%d\n",
-		want, firstScreen.Round(time.Millisecond), float64(mem.HeapInuse)/1e6, float64(rss)/1e6, perMin("GET proxy"),
+	if os.Getenv("KAMB_SCALE_BINARY") != "0" {
+		measureBinary(t, lab, ns, want)
+	}
+	fmt.Fprintf(os.Stderr, "SCALE nodes=%d rps_budget=%g first_screen=%s heap_mb=%.0f rss_mb=%.0f proxy_per_s=%.1f fleet_once=%s lists_total=%d\n",
+		want, rps, firstScreen.Round(time.Millisecond), float64(mem.HeapInuse)/1e6, float64(rss)/1e6, sustained, fleetOnce.Round(time.Second),
 		after["GET list nodes"]+after["GET list pods"]+after["GET list namespaces"])
+}
+
+// rowsOnScreen reads the node names of the table rows from the model's frame.
+func rowsOnScreen(m *tui.Model) []string {
+	var names []string
+	lines := strings.Split(ansi.Strip(m.View().Content), "\n")
+	for _, l := range lines[min(3, len(lines)):] {
+		if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[2], "lab-node-") {
+			names = append(names, f[2])
+		}
+	}
+	return names
 }
 
 // tuiUpdate hands a watcher update to the TUI the way its channel Cmd would.

@@ -125,6 +125,9 @@ type scrapeState struct {
 	certsAt     time.Time
 	certsLoaded bool
 	stuck       time.Duration
+	// tried is when readiness and metrics were last asked for, answered or
+	// not: the budget's order (a failing ztunnel keeps an old last.At).
+	tried time.Time
 	// rates come from the MetricsSource (PromQL) when there is one.
 	rates *ztunnel.Rates
 }
@@ -149,8 +152,12 @@ type Watcher struct {
 	inflight sync.WaitGroup
 	// Requests counts proxy requests sent (for the benchmark note).
 	requests int64
-	// focus are the nodes the user looks at (see Focus).
-	focus map[string]bool
+	// focusMu guards focusRows and focusDetail, the nodes the user looks
+	// at (see Focus and FocusDetail). It is apart from mu so that the TUI,
+	// which sets them from its Update, never waits for a snapshot build.
+	focusMu     sync.Mutex
+	focusRows   map[string]bool
+	focusDetail string
 	// metricsBusy holds one MetricsSource fetch at a time.
 	metricsBusy chan struct{}
 	// limiter enforces Config.MaxRPS on every proxy request.
@@ -166,7 +173,8 @@ func New(client kubernetes.Interface, cfg Config) *Watcher {
 	w := &Watcher{client: client, cfg: cfg, updates: make(chan Update, 1), scrape: map[string]*scrapeState{},
 		sem: make(chan struct{}, cfg.Concurrency), adminSem: make(chan struct{}, cfg.AdminConcurrency), metricsBusy: make(chan struct{}, 1)}
 	if cfg.MaxRPS > 0 {
-		w.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(cfg.MaxRPS)))
+		// A burst of at least 2: a scrape takes two tokens at once.
+		w.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(2, int(cfg.MaxRPS)))
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	w.nodes = f.Core().V1().Nodes().Informer()
@@ -442,13 +450,16 @@ type scrapeJob struct {
 
 func (j scrapeJob) key() string { return j.ns + "/" + j.name }
 
-func (w *Watcher) acquire(ctx context.Context) bool {
+// acquire takes a request slot and, under a budget, n tokens: one per
+// request the caller is about to send, so the budget counts requests on the
+// wire, not jobs.
+func (w *Watcher) acquire(ctx context.Context, n int) bool {
 	select {
 	case w.sem <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	if w.limiter != nil && w.limiter.Wait(ctx) != nil {
+	if w.limiter != nil && w.limiter.WaitN(ctx, n) != nil {
 		<-w.sem
 		return false
 	}
@@ -471,7 +482,7 @@ func (w *Watcher) finish(j scrapeJob) {
 // scrapePod reads readiness and metrics of one ztunnel, one request at a
 // time, and reports whether its certificates should be read next.
 func (w *Watcher) scrapePod(ctx context.Context, j scrapeJob) bool {
-	if !w.acquire(ctx) {
+	if !w.acquire(ctx, 2) {
 		return false
 	}
 	probe := Probe(ctx, w.client, j.ns, j.name, w.cfg.RequestTimeout)
@@ -484,7 +495,7 @@ func (w *Watcher) scrapePod(ctx context.Context, j scrapeJob) bool {
 	if st == nil {
 		return false
 	}
-	st.probe = &probe
+	st.probe, st.tried = &probe, w.cfg.Now()
 	if merr != nil {
 		st.scrapeErr = merr.Error()
 	} else {
@@ -507,7 +518,7 @@ func (w *Watcher) readCerts(ctx context.Context, j scrapeJob) {
 		return
 	}
 	defer func() { <-w.adminSem }()
-	if !w.acquire(ctx) {
+	if !w.acquire(ctx, 1) {
 		return
 	}
 	dump, err := w.cfg.Admin.ConfigDump(ctx, j.ns, j.name)
