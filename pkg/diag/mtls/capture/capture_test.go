@@ -133,12 +133,17 @@ func TestCleanupCaptureNamespaces(t *testing.T) {
 }
 
 // A refusal never advises relaxing the namespace the capture pod was
-// refused in: it names a namespace that admits privileged pods already.
+// refused in; it says which namespace refused (the run's own or the one
+// named), so the caller can offer one that admits privileged pods already.
 func TestExplainCreateNeverRelaxesANamespace(t *testing.T) {
 	refused := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "ambient-capture-x", errors.New(`violates PodSecurity "restricted:latest": privileged`))
-	for _, own := range []bool{true, false} {
-		msg := explainCreate("shop", own, refused).Error()
-		if strings.Contains(msg, "label the namespace") || strings.Contains(msg, "enforce=privileged") || !strings.Contains(msg, "--capture-namespace") || !strings.Contains(msg, "istio-system") {
+	for own, want := range map[bool]error{true: ErrOwnNamespace, false: ErrNamespaceRefused} {
+		err := explainCreate("shop", own, refused)
+		msg := err.Error()
+		if !errors.Is(err, want) || !apierrors.IsForbidden(err) || !strings.Contains(msg, `namespace "shop"`) {
+			t.Errorf("own=%v: %v, want %v wrapping the refusal", own, err, want)
+		}
+		if strings.Contains(msg, "label the namespace") || strings.Contains(msg, "enforce=privileged") || strings.Contains(msg, "--") {
 			t.Errorf("own=%v: %s", own, msg)
 		}
 	}
