@@ -64,7 +64,7 @@ func TestClusterPods(t *testing.T) {
 		}
 	}
 	noCluster := ClusterPods{Clients: func() (*kube.Clients, error) { return nil, kube.ErrNoCluster }}
-	if _, err := noCluster.PodMap(context.Background()); !errors.Is(err, kube.ErrNoCluster) || !strings.Contains(err.Error(), "map capture addresses to pods") {
+	if _, err := noCluster.PodMap(context.Background()); !errors.Is(err, kube.ErrNoCluster) || !errors.Is(err, ErrPodMap) || !strings.Contains(err.Error(), "map capture addresses to pods") {
 		t.Errorf("without a cluster: %v", err)
 	}
 	if _, err := (Capturer{Clients: noCluster.Clients}).Capture(context.Background(), mtls.LiveConfig{Namespace: "x"}, nil); !errors.Is(err, kube.ErrNoCluster) {
