@@ -81,7 +81,7 @@ var flagHints = []flagHint{
 	{install.ErrConflict, "run again with --force-conflicts to take these fields over, or undo the other manager's change"},
 	{install.ErrOtherInstall, "--adopt takes them over (an istioctl install is removed with istioctl uninstall --purge)"},
 	{install.ErrNotOurs, "run again with --adopt to take it over, or delete it (uninstall what installed it) first"},
-	{install.ErrUpgradePath, "install the intermediate minor first with kubectl ambient upgrade --version MINOR.x"},
+	{install.ErrUpgradePath, "take the first step with kubectl ambient upgrade --version set to that minor's newest patch"},
 	{install.ErrNotReady, "or raise --timeout"},
 	{install.ErrBadSet, "--set and --set-string take component.key=value, e.g. --set ztunnel.logLevel=debug"},
 	{install.ErrAmbientInUse, "or pass --force to uninstall anyway"},

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
 )
 
 // errorConstructors are the calls whose string arguments become an error's
@@ -87,12 +89,9 @@ func namesFlag(s string) bool {
 // called by other code too, where flags don't exist. Return a sentinel and
 // give it a hint in flagHints instead.
 func TestLibraryErrorsNameNoFlags(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := filepath.Join(fixtures.RepoRoot(), "pkg")
 	scanned := 0
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
