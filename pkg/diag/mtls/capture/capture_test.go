@@ -148,3 +148,17 @@ func TestExplainCreateNeverRelaxesANamespace(t *testing.T) {
 		}
 	}
 }
+
+// No pod matching the selectors is ErrNoPods, naming the selectors and the
+// namespace; which flags set them is the command layer's to say.
+func TestLiveNoMatchingPods(t *testing.T) {
+	kc := fake.NewClientset()
+	_, err := Live(context.Background(), nil, kc, Options{LiveConfig: mtls.LiveConfig{Namespace: "shop", From: "web", To: "db"}})
+	if !errors.Is(err, ErrNoPods) {
+		t.Fatalf("err = %v, want ErrNoPods", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `(from "web", to "db") in namespace "shop"`) || strings.Contains(msg, "--") {
+		t.Errorf("message %q: want the selectors and namespace, no flag", msg)
+	}
+}
