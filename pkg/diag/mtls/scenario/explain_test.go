@@ -31,7 +31,7 @@ func TestExplainConditions(t *testing.T) {
 				t.Errorf("explain = %q, want it to wrap the API error and say %q, naming no flag", msg, tt.want)
 			}
 			for _, s := range []error{ErrCaptureRefused, ErrRunExists} {
-				if got := errors.Is(err, s); got != (s == tt.is) {
+				if got := errors.Is(err, s); got != errors.Is(tt.is, s) {
 					t.Errorf("errors.Is(%q, %v) = %v", msg, s, got)
 				}
 			}
