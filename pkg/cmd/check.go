@@ -151,7 +151,7 @@ func (s *CheckRunFlags) run(ctx context.Context, streams genericiooptions.IOStre
 		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 		defer cancel()
 	}
-	r := &checker.Runner{}
+	r := &checker.Runner{ErrorHint: flagHintFor}
 	table := &checker.TableObserver{W: streams.Out, ShowSkipped: s.Verbose}
 	if s.Output.Table() {
 		r.Observers = append(r.Observers, table)

@@ -174,23 +174,11 @@ func (o *EnrollOptions) Run(ctx context.Context) error {
 		cfg.OnPlan = func(p *migrate.Plan) { printPlan(o.streams.Out, p, o.Verify, o.RestartSidecars) }
 	}
 	rep, err := migrate.Enroll(ctx, o.clients, cfg)
-	err = enrollFlagHint(err)
 	if rep == nil {
 		return err
 	}
 	if perr := o.Output.Print(o.streams.Out, enrollTable{rep}); perr != nil {
 		return perr
-	}
-	return err
-}
-
-// enrollFlagHint adds to a library error the flag that changes the outcome.
-func enrollFlagHint(err error) error {
-	switch {
-	case errors.Is(err, migrate.ErrNoneMatched):
-		return fmt.Errorf("%w; check --selector, or list injected namespaces with kubectl get ns -l istio-injection=enabled", err)
-	case errors.Is(err, migrate.ErrNoGatewayAPI):
-		return fmt.Errorf("%w; install them or drop --waypoint", err)
 	}
 	return err
 }

@@ -158,8 +158,8 @@ func TestFakeInstallAndUpgradeDryRun(t *testing.T) {
 func TestFakeUninstallRefusesWhileEnrolled(t *testing.T) {
 	f := kubefake.New([]runtime.Object{ns("shop", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient})}, nil)
 	_, _, err := runFake(t, f, "uninstall")
-	if !errors.Is(err, install.ErrAmbientInUse) || !strings.Contains(err.Error(), "shop") {
-		t.Fatalf("err = %v, want ErrAmbientInUse naming shop", err)
+	if !errors.Is(err, install.ErrAmbientInUse) || !strings.Contains(err.Error(), "shop") || !strings.Contains(err.Error(), "pass --force to uninstall anyway") {
+		t.Fatalf("err = %v, want ErrAmbientInUse naming shop and --force", err)
 	}
 }
 

@@ -172,30 +172,9 @@ func (o *InstallOptions) source() (install.Source, error) {
 	return install.NewSource(o.Repo, o.Charts, o.CacheDir)
 }
 
-// Run installs or upgrades; a library error gets the flag that fixes it.
-func (o *InstallOptions) Run(ctx context.Context) error { return installFlagHint(o.run(ctx)) }
-
-// installFlagHint adds to a chart-source error the flag that fixes it: the
-// library says what is wrong, the command says which flag to change.
-func installFlagHint(err error) error {
-	switch {
-	case errors.Is(err, install.ErrBadRepository):
-		return fmt.Errorf("%w; pass --repo URL or --charts DIR", err)
-	case errors.Is(err, install.ErrVersionNotFound):
-		return fmt.Errorf("%w; pass one with --version", err)
-	case errors.Is(err, install.ErrChartNotFound):
-		return fmt.Errorf("%w; check --repo/--charts", err)
-	case errors.Is(err, install.ErrRepositoryIndex):
-		return fmt.Errorf("%w; check --repo or use --charts DIR offline", err)
-	case errors.Is(err, install.ErrConflict):
-		return fmt.Errorf("%w; run again with --force-conflicts to take these fields over, or undo the other manager's change", err)
-	case errors.Is(err, install.ErrOtherInstall):
-		return fmt.Errorf("%w; --adopt takes them over", err)
-	case errors.Is(err, install.ErrNotOurs):
-		return fmt.Errorf("%w; run again with --adopt to take it over, or delete it (uninstall what installed it) first", err)
-	}
-	return err
-}
+// Run installs or upgrades (hintErrors adds to a library error the flag
+// that fixes it).
+func (o *InstallOptions) Run(ctx context.Context) error { return o.run(ctx) }
 
 func (o *InstallOptions) run(ctx context.Context) error {
 	src, err := o.source()

@@ -64,6 +64,7 @@ the wire as HBONE mutual TLS, and watch ztunnel health node by node.`,
 	root.AddCommand(NewCmdPrecheck(f, streams), NewCmdCheck(f, streams))
 	root.AddCommand(NewCmdInstall(f, streams), NewCmdUpgrade(f, streams), NewCmdUninstall(f, streams))
 	root.AddCommand(NewCmdZtunnel(f, streams))
+	hintErrors(root)
 
 	return root
 }

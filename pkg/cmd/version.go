@@ -70,7 +70,7 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 	if !o.ClientOnly {
 		srv, err := o.server(ctx)
 		if err != nil {
-			rep.ServerError = err.Error()
+			rep.ServerError = withFlagHints(err).Error()
 		} else {
 			rep.Server = srv
 		}

@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -178,7 +177,7 @@ func (o *ZtunnelRolloutOptions) Run(ctx context.Context) error {
 	if !o.NoChart {
 		src, err := install.NewSource(o.Repo, o.Charts, o.CacheDir)
 		if err != nil {
-			return installFlagHint(err)
+			return err
 		}
 		plat, err := (&InstallOptions{Platform: o.Platform, streams: o.streams}).detectPlatform(ctx, clients)
 		if err != nil {
@@ -195,8 +194,5 @@ func (o *ZtunnelRolloutOptions) Run(ctx context.Context) error {
 			err = perr
 		}
 	}
-	if errors.Is(err, rollout.ErrInterrupted) || errors.Is(err, rollout.ErrNodeFailed) {
-		return err
-	}
-	return installFlagHint(err)
+	return err
 }

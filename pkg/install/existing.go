@@ -83,7 +83,7 @@ func (in *Installer) checkOtherInstall(ctx context.Context, o Options, steps []S
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: found %s; take these objects over with Helm's take-ownership (adopt), or uninstall what installed them first (istioctl uninstall --purge for istioctl)",
+	return fmt.Errorf("%w: found %s; take these objects over with Helm's take-ownership, or uninstall what installed them first",
 		ErrOtherInstall, strings.Join(found, "; "))
 }
 

@@ -255,7 +255,7 @@ func (in *Installer) clusterErr(err error) error {
 	}
 	if strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host") ||
 		strings.Contains(err.Error(), "i/o timeout") || strings.Contains(err.Error(), "Kubernetes cluster unreachable") {
-		return fmt.Errorf("%w: no cluster reachable at %s: %w; check --context or KUBECONFIG", kube.ErrUnreachable, in.Host, err)
+		return fmt.Errorf("%w: no cluster reachable at %s: %w", kube.ErrUnreachable, in.Host, err)
 	}
 	return err
 }
@@ -616,7 +616,7 @@ func (in *Installer) applyFailed(ctx context.Context, o Options, st Step, last *
 func (in *Installer) waitFailed(o Options, st Step, last *release.Release, fresh bool, err error) error {
 	name := st.Chart.Metadata.Name
 	in.Progress.Done(false, "not ready")
-	return fmt.Errorf("%s did not become ready within %s: %w%s; %s, or raise --timeout", name, o.Timeout, unwrapHelm(err), in.rolledBack(o, st, last, fresh), retryHint(st))
+	return fmt.Errorf("%s %w within %s: %w%s; %s", name, ErrNotReady, o.Timeout, unwrapHelm(err), in.rolledBack(o, st, last, fresh), retryHint(st))
 }
 
 // unwrapHelm returns our NotReadyError out of Helm's rollback wrapping, so

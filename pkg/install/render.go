@@ -116,7 +116,7 @@ func (in *Installer) checkAccess(ctx context.Context, steps []Step) error {
 	err = kube.Require(ctx, in.Kube, need)
 	var fe *kube.ForbiddenError
 	if errors.As(err, &fe) {
-		return fmt.Errorf("%w: the current identity cannot %s; installing Istio needs cluster-admin-like rights: ask a cluster admin, or use an admin --context",
+		return fmt.Errorf("%w: the current identity cannot %s; installing Istio needs cluster-admin-like rights: ask a cluster admin",
 			ErrForbidden, strings.Join(fe.Strings(), ", cannot "))
 	}
 	if err != nil {

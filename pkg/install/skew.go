@@ -71,7 +71,7 @@ func checkUpgradePath(deployed, planned string) error {
 		if to.Less(from) {
 			next = fmt.Sprintf("%d.%d", from.Major(), from.Minor()-1)
 		}
-		return fmt.Errorf("istiod %s is installed: %w; upgrade to the newest %s patch first (kubectl ambient upgrade --version %s.x) and read that release's upgrade notes, then to %s", deployed, err, next, next, planned)
+		return fmt.Errorf("istiod %s is installed: %w; upgrade to the newest %s patch first and read that release's upgrade notes, then to %s", deployed, err, next, planned)
 	}
 	return nil
 }

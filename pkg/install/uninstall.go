@@ -16,6 +16,14 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 )
 
+// ErrNotReady is returned (wrapped) when a component did not become ready
+// within Options.Timeout.
+var ErrNotReady = errors.New("did not become ready")
+
+// ErrBadSet is returned (wrapped) for a Values.Set or Values.SetString
+// expression that does not parse or whose key names no component.
+var ErrBadSet = errors.New("bad value expression")
+
 // ErrAmbientInUse is returned (wrapped) when namespaces are still enrolled.
 var ErrAmbientInUse = errors.New("ambient mesh in use")
 
@@ -113,7 +121,7 @@ func (in *Installer) Uninstall(ctx context.Context, o UninstallOptions) (*Uninst
 	}
 	if len(enrolled) > 0 {
 		if !o.Force {
-			return res, fmt.Errorf("%w: namespaces enrolled in ambient: %s (label istio.io/dataplane-mode=ambient); their pods would lose mTLS; unenroll them first (kubectl ambient unenroll namespace %s) or pass --force",
+			return res, fmt.Errorf("%w: namespaces enrolled in ambient: %s (label istio.io/dataplane-mode=ambient); their pods would lose mTLS; unenroll them first (kubectl ambient unenroll namespace %s)",
 				ErrAmbientInUse, strings.Join(enrolled, ", "), strings.Join(enrolled, " "))
 		}
 		in.Progress.Note("warning: uninstalling while namespaces are enrolled in ambient: %s (--force)", strings.Join(enrolled, ", "))
@@ -133,7 +141,7 @@ func (in *Installer) Uninstall(ctx context.Context, o UninstallOptions) (*Uninst
 			}
 		}
 		if !ok {
-			return res, fmt.Errorf("%w: --purge-crds declined; nothing was uninstalled; pass --yes to skip the question", ErrNotConfirmed)
+			return res, fmt.Errorf("%w: deleting the Istio CRDs was declined; nothing was uninstalled", ErrNotConfirmed)
 		}
 	}
 	comps, err := o.Profile.ForPlatform(o.Platform)

@@ -113,6 +113,9 @@ func TestValueFlags(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
 				}
+				if strings.Contains(tt.wantErr, "component name") && !errors.Is(err, ErrBadSet) {
+					t.Errorf("err = %v, want ErrBadSet", err)
+				}
 				return
 			}
 			if err != nil {

@@ -43,19 +43,19 @@ func (v ValueFlags) Resolve(p *Profile, platformName string) (map[string]map[str
 		user = mergeMaps(user, m)
 	}
 	for _, s := range v.Set {
-		if err := checkComponentKey(s, names, "--set"); err != nil {
+		if err := checkComponentKey(s, names); err != nil {
 			return nil, err
 		}
 		if err := strvals.ParseInto(s, user); err != nil {
-			return nil, fmt.Errorf("--set %s: %w", s, err)
+			return nil, fmt.Errorf("%w %s: %w", ErrBadSet, s, err)
 		}
 	}
 	for _, s := range v.SetString {
-		if err := checkComponentKey(s, names, "--set-string"); err != nil {
+		if err := checkComponentKey(s, names); err != nil {
 			return nil, err
 		}
 		if err := strvals.ParseIntoString(s, user); err != nil {
-			return nil, fmt.Errorf("--set-string %s: %w", s, err)
+			return nil, fmt.Errorf("%w %s: %w", ErrBadSet, s, err)
 		}
 	}
 	out := map[string]map[string]any{}
@@ -74,12 +74,12 @@ func (v ValueFlags) Resolve(p *Profile, platformName string) (map[string]map[str
 
 // checkComponentKey makes sure every key of a --set expression starts with a
 // component name, so `--set logLevel=debug` is refused instead of ignored.
-func checkComponentKey(expr string, names []string, flag string) error {
+func checkComponentKey(expr string, names []string) error {
 	for _, kv := range splitTopLevel(expr) {
 		key, _, _ := strings.Cut(kv, "=")
 		comp, _, ok := strings.Cut(key, ".")
 		if !ok || !slices.Contains(names, comp) {
-			return fmt.Errorf("%s %s: key %q must start with a component name (%s), e.g. ztunnel.logLevel=debug", flag, expr, key, strings.Join(names, ", "))
+			return fmt.Errorf("%w %s: key %q must start with a component name (%s), e.g. ztunnel.logLevel=debug", ErrBadSet, expr, key, strings.Join(names, ", "))
 		}
 	}
 	return nil

@@ -119,7 +119,7 @@ func (f *ConfigFactory) whyNoClusters() string {
 		}
 	}
 	if f.flags.KubeConfig != nil && *f.flags.KubeConfig != "" {
-		return "--kubeconfig " + describe(*f.flags.KubeConfig)
+		return "kubeconfig " + describe(*f.flags.KubeConfig)
 	}
 	if env := os.Getenv("KUBECONFIG"); env != "" {
 		var parts []string
@@ -141,14 +141,14 @@ func (f *ConfigFactory) RESTConfig() (*rest.Config, error) {
 	// (In a pod, client-go uses the in-cluster configuration instead.)
 	if raw, err := f.flags.ToRawKubeConfigLoader().RawConfig(); err == nil && len(raw.Clusters) == 0 &&
 		(f.flags.APIServer == nil || *f.flags.APIServer == "") && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
-		return nil, fmt.Errorf("%w: %s; set KUBECONFIG or pass --kubeconfig", ErrNoCluster, f.whyNoClusters())
+		return nil, fmt.Errorf("%w: %s", ErrNoCluster, f.whyNoClusters())
 	}
 	cfg, err := f.flags.ToRESTConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, fmt.Errorf("%w: no kubeconfig found; set KUBECONFIG or pass --kubeconfig", ErrNoCluster)
+			return nil, fmt.Errorf("%w: no kubeconfig found", ErrNoCluster)
 		}
-		return nil, fmt.Errorf("%w: %w; check --context or KUBECONFIG", ErrNoCluster, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoCluster, err)
 	}
 	return cfg, nil
 }
@@ -233,7 +233,7 @@ func Unreachable(host string, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(err.Error(), "connection refused") {
-		return fmt.Errorf("%w: no cluster reachable at %s: %w; check --context or KUBECONFIG", ErrUnreachable, host, rootCause(err))
+		return fmt.Errorf("%w: no cluster reachable at %s: %w", ErrUnreachable, host, rootCause(err))
 	}
 	return err
 }

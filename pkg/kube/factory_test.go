@@ -25,7 +25,7 @@ func TestNoClusterSaysWhere(t *testing.T) {
 	for _, tc := range []struct {
 		name, env, flag, want string
 	}{
-		{"flag names an empty file", "", empty, "--kubeconfig " + empty + " defines no cluster"},
+		{"flag names an empty file", "", empty, "kubeconfig " + empty + " defines no cluster"},
 		{"KUBECONFIG names a missing file", missing, "", "KUBECONFIG: " + missing + " does not exist"},
 		{"KUBECONFIG lists two", missing + string(os.PathListSeparator) + empty, "", "KUBECONFIG: " + missing + " does not exist, " + empty + " defines no cluster"},
 		{"nothing set", "", "", "KUBECONFIG is unset and " + clientcmd.RecommendedHomeFile + " does not exist"},
@@ -42,6 +42,10 @@ func TestNoClusterSaysWhere(t *testing.T) {
 			_, err := NewFactory(flags).RESTConfig()
 			if !errors.Is(err, ErrNoCluster) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want ErrNoCluster naming %q", err, tc.want)
+			}
+			// The flags that fix it are the command layer's to name.
+			if strings.Contains(err.Error(), "--") {
+				t.Errorf("error %v names a flag", err)
 			}
 		})
 	}

@@ -152,7 +152,7 @@ func EnrollAccess(plan *Plan, verify, restart bool) []Access {
 // Results come back in plan order; the error is the first failure.
 func Apply(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, plan *Plan, opts ApplyOptions) ([]Result, error) {
 	if b := plan.Blocked(); len(b) > 0 {
-		return nil, fmt.Errorf("%w: namespace %q has blockers; pass --force to enroll it anyway", ErrBlocked, b[0].Name)
+		return nil, fmt.Errorf("%w: namespace %q has blockers; remove them", ErrBlocked, b[0].Name)
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 32

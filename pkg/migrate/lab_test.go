@@ -443,6 +443,10 @@ spec: {}
 			if tt.name == "restricted identity" && !strings.Contains(msg, "forbidden") && !strings.Contains(msg, "permission denied") {
 				t.Errorf("restricted identity: error %q does not say it is forbidden", msg)
 			}
+			// The command layer names the flag that gets past the condition.
+			if tt.name == "blocked" && !strings.Contains(msg, "pass --force to enroll anyway") {
+				t.Errorf("blocked: error %q does not name --force", msg)
+			}
 			if msg != strings.ToLower(msg[:1])+msg[1:] || strings.HasSuffix(msg, ".") {
 				t.Errorf("error not one lower-case line without period: %q", msg)
 			}

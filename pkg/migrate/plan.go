@@ -389,7 +389,7 @@ func BuildPlan(s *Snapshot, sel Selection, opts PlanOptions) (*Plan, error) {
 				}
 				parts = append(parts, fmt.Sprintf("%s (%s)", n.Name, strings.Join(what, ", ")))
 			}
-			return plan, fmt.Errorf("%w: %s do not carry over to ambient; remove them or pass --force", ErrBlocked, strings.Join(parts, "; "))
+			return plan, fmt.Errorf("%w: %s do not carry over to ambient; remove them", ErrBlocked, strings.Join(parts, "; "))
 		}
 	}
 	return plan, nil

@@ -188,7 +188,7 @@ func TestBuildPlanBlockers(t *testing.T) {
 	if !errors.Is(err, ErrBlocked) {
 		t.Fatalf("err = %v, want ErrBlocked", err)
 	}
-	if !strings.Contains(err.Error(), "legacy (EnvoyFilter lua, PeerAuthentication plaintext, Sidecar default)") || !strings.Contains(err.Error(), "--force") {
+	if !strings.Contains(err.Error(), "legacy (EnvoyFilter lua, PeerAuthentication plaintext, Sidecar default)") || !strings.Contains(err.Error(), "remove them") || strings.Contains(err.Error(), "--") {
 		t.Errorf("error does not name the blockers and the fix: %v", err)
 	}
 	if n := nsPlanOf(t, plan, "legacy"); n.Action != ActionBlocked {

@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 // Kinds of Istio and Gateway API objects the planner reads.
@@ -114,7 +116,7 @@ func ReadSnapshot(ctx context.Context, kc kubernetes.Interface, dc dynamic.Inter
 					return // CRD removed between discovery and list
 				}
 				if apierrors.IsForbidden(err) {
-					fail(fmt.Errorf("list %s in all namespaces: %w; the plan must read every Istio policy to find blockers: ask for list permission or use another --context", gvr.Resource+"."+gvr.Group, err))
+					fail(fmt.Errorf("list %s in all namespaces: %w: %w; the plan must read every Istio policy to find blockers: ask for list permission", gvr.Resource+"."+gvr.Group, kube.ErrForbidden, err))
 					return
 				}
 				fail(fmt.Errorf("list %s in all namespaces: %w", gvr.Resource+"."+gvr.Group, err))

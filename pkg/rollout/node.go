@@ -240,8 +240,8 @@ func (nr *nodeRun) drain(ctx context.Context, pods []corev1.Pod) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("drain: %d pod(s) still held by PodDisruptionBudgets after %s (first: %s/%s); free the budget, or pass --no-drain to accept the connection resets",
-				len(left), o.DrainTimeout, left[0].Namespace, left[0].Name)
+			return fmt.Errorf("drain: %d pod(s) %w after %s (first: %s/%s); free the budget",
+				len(left), ErrHeldByBudget, o.DrainTimeout, left[0].Namespace, left[0].Name)
 		}
 		if err := sleep(ctx, time.Second); err != nil {
 			return err

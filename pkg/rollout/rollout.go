@@ -137,8 +137,8 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		defer helm.stop()
 	} else if ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
-		return fmt.Errorf("daemonset %s/%s uses updateStrategy %s, so deleting its pods one by one races its own rolling update; pass a chart version (--version) so the rollout sets OnDelete through the chart values",
-			o.Namespace, o.DaemonSet, ds.Spec.UpdateStrategy.Type)
+		return fmt.Errorf("daemonset %s/%s uses updateStrategy %s, %w, so deleting its pods one by one races its own rolling update; given a chart, the rollout sets OnDelete through the chart values",
+			o.Namespace, o.DaemonSet, ds.Spec.UpdateStrategy.Type, ErrNotOnDelete)
 	}
 	if note, err := clearRollingUpdate(ctx, kc, o.Namespace, o.DaemonSet); err != nil {
 		return err

@@ -30,6 +30,14 @@ const JournalName = "ztunnel-rollout"
 // the rollout stopped there and left the node cordoned.
 var ErrNodeFailed = errors.New("node failed")
 
+// ErrHeldByBudget is returned (wrapped) when a drain gives up on pods that
+// PodDisruptionBudgets keep from being evicted.
+var ErrHeldByBudget = errors.New("still held by PodDisruptionBudgets")
+
+// ErrNotOnDelete is returned (wrapped) when the rollout has no chart to
+// switch the DaemonSet to OnDelete and it is not OnDelete already.
+var ErrNotOnDelete = errors.New("not OnDelete")
+
 // ErrInterrupted is returned (wrapped) when the run was cancelled (Ctrl-C).
 var ErrInterrupted = errors.New("rollout interrupted")
 

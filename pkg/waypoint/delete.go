@@ -56,7 +56,7 @@ func Delete(ctx context.Context, c *kube.Clients, cfg DeleteConfig) (*DeleteRepo
 	out.Users = append(out.Users, w.ServiceEntries...)
 	out.Users = append(out.Users, w.Workloads...)
 	if len(out.Users) > 0 && !cfg.Force {
-		return out, fmt.Errorf("delete waypoint %s/%s: %w by %d object(s), first %s %s/%s: their traffic would skip L7 policy; remove their %s label first or pass --force",
+		return out, fmt.Errorf("delete waypoint %s/%s: %w by %d object(s), first %s %s/%s: their traffic would skip L7 policy; remove their %s label first",
 			cfg.Namespace, cfg.Name, ErrInUse, len(out.Users), out.Users[0].Kind, out.Users[0].Namespace, out.Users[0].Name, ambient.LabelUseWaypoint)
 	}
 	g, _ := Discover(c.Discovery)

@@ -219,8 +219,8 @@ func TestWaypointLifecycle(t *testing.T) {
 
 	// Delete refuses while the namespace uses it.
 	_, _, err = run(t, lab, "waypoint", "delete", "-n", ns)
-	if !errors.Is(err, waypoint.ErrInUse) {
-		t.Fatalf("delete in use: %v", err)
+	if !errors.Is(err, waypoint.ErrInUse) || !strings.Contains(err.Error(), "pass --force") {
+		t.Fatalf("delete in use: %v, want ErrInUse naming --force", err)
 	}
 	if _, err := lab.Clients.Dynamic.Resource(g.Gateway).Namespace(ns).Get(ctx, "waypoint", metav1.GetOptions{}); err != nil {
 		t.Fatalf("refused delete removed the Gateway: %v", err)

@@ -140,6 +140,9 @@ type Runner struct {
 	Observers []Observer
 	// Now is the clock, for tests; time.Now when nil.
 	Now func() time.Time
+	// ErrorHint, when set, may add to a failed check's hint a fix the
+	// check itself cannot name (the command layer's flags); "" adds nothing.
+	ErrorHint func(error) string
 }
 
 // ErrDuplicateID is returned when two checks share an ID.
@@ -216,6 +219,9 @@ func (r *Runner) exec(ctx context.Context, c Check, res *Result) {
 		}
 	default:
 		res.Status, res.Message, res.Hint = failStatus(res.Severity), err.Error(), c.Hint
+		if r.ErrorHint != nil {
+			res.Hint = joinHints(res.Hint, r.ErrorHint(err))
+		}
 	}
 }
 
@@ -289,4 +295,15 @@ func order(checks []Check) ([]Check, error) {
 		}
 	}
 	return out, nil
+}
+
+// joinHints joins two hints with "; ", either of which may be empty.
+func joinHints(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -180,5 +181,33 @@ func TestChanObserver(t *testing.T) {
 	}
 	if got := strings.Join(ids, ","); got != "a=pass,b=error" {
 		t.Fatalf("channel got %s", got)
+	}
+}
+
+// ErrorHint adds the caller's fix to a failed check's own hint, and only to
+// checks that failed with an error (not to passes, infos or skips).
+func TestRunnerErrorHint(t *testing.T) {
+	cond := errors.New("namespace not found")
+	checks := []Check{
+		{ID: "with-hint", Category: "A", Hint: "fix it", Run: func(context.Context) error { return fmt.Errorf("ns x: %w", cond) }},
+		{ID: "no-hint", Category: "A", Run: func(context.Context) error { return fmt.Errorf("ns y: %w", cond) }},
+		{ID: "other", Category: "A", Hint: "fix other", Run: fail("other broke")},
+		{ID: "info", Category: "A", Run: func(context.Context) error { return Info("fine") }},
+	}
+	hint := func(err error) string {
+		if errors.Is(err, cond) {
+			return "pass --namespace"
+		}
+		return ""
+	}
+	sum, err := (&Runner{ErrorHint: hint}).Run(context.Background(), checks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"with-hint": "fix it; pass --namespace", "no-hint": "pass --namespace", "other": "fix other", "info": ""}
+	for _, r := range sum.Results {
+		if r.Hint != want[r.ID] {
+			t.Errorf("%s: hint %q, want %q", r.ID, r.Hint, want[r.ID])
+		}
 	}
 }

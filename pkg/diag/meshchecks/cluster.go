@@ -7,6 +7,7 @@ package meshchecks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -212,6 +213,10 @@ func (c *Cluster) namespace(ctx context.Context, name string) (*corev1.Namespace
 	})
 }
 
+// ErrNamespaceNotFound is returned (wrapped) when the namespace the checks
+// are narrowed to does not exist.
+var ErrNamespaceNotFound = errors.New("not found")
+
 // scopedNamespaces returns the namespaces the enrollment checks look at:
 // just c.Namespace when narrowed, else all.
 func (c *Cluster) scopedNamespaces(ctx context.Context) ([]corev1.Namespace, error) {
@@ -223,7 +228,7 @@ func (c *Cluster) scopedNamespaces(ctx context.Context) ([]corev1.Namespace, err
 		return nil, err
 	}
 	if ns == nil {
-		return nil, fmt.Errorf("namespace %q not found; check --namespace", c.Namespace)
+		return nil, fmt.Errorf("namespace %q %w", c.Namespace, ErrNamespaceNotFound)
 	}
 	return []corev1.Namespace{*ns}, nil
 }

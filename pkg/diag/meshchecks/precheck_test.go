@@ -1,6 +1,7 @@
 package meshchecks
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -295,7 +296,7 @@ func TestVersions(t *testing.T) {
 	if _, err := checkKubeVersion("v1.31.4-gke.1000", "1.28"); err != nil {
 		t.Errorf("gke version: %v", err)
 	}
-	if _, err := checkKubeVersion("v1.31.0", "1.12"); err == nil || !strings.Contains(err.Error(), "not in the support table") {
+	if _, err := checkKubeVersion("v1.31.0", "1.12"); !errors.Is(err, ErrIstioVersion) || !strings.Contains(err.Error(), "not in the support table") {
 		t.Errorf("unknown istio: %v", err)
 	}
 }

@@ -7,15 +7,15 @@ import (
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
-// supportFor looks an Istio version up in ambient.SupportTable, naming the
-// flag that picks another.
+// ErrIstioVersion is returned (wrapped) when the Istio version the checks
+// are asked about is not a version or not in ambient.SupportTable.
+var ErrIstioVersion = errors.New("istio version")
+
+// supportFor looks an Istio version up in ambient.SupportTable.
 func supportFor(istio string) (ambient.Support, string, error) {
 	s, minor, err := ambient.SupportFor(istio)
-	switch {
-	case errors.Is(err, ambient.ErrUnknownIstio):
-		return s, minor, fmt.Errorf("istio %s is not in the support table (known: %s); pass a known --istio-version", minor, ambient.KnownMinors())
-	case err != nil:
-		return s, minor, fmt.Errorf("istio version %q: %w; pass --istio-version like 1.28", istio, err)
+	if err != nil {
+		return s, minor, fmt.Errorf("%w %q: %w", ErrIstioVersion, istio, err)
 	}
 	return s, minor, nil
 }

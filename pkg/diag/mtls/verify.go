@@ -97,6 +97,10 @@ type Deps struct {
 	Now func() time.Time
 }
 
+// ErrInterrupted is returned (wrapped) when a live capture was cancelled;
+// its capture pods are deleted on the way out.
+var ErrInterrupted = errors.New("live capture interrupted")
+
 // Verify runs verify-mtls: decode the capture (or capture live), map its
 // addresses to workloads, judge every pair, join ztunnel's access logs and
 // config_dumps, and flag what the identity join found. Warnings (a
@@ -150,7 +154,7 @@ func verifyLive(ctx context.Context, deps Deps, cfg Config) (*Report, error) {
 	res, err := deps.Capturer.Capture(ctx, cfg.Live, deps.Progress)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("live capture interrupted: %w; its capture pods were deleted (verify-mtls --cleanup removes any left behind)", ctx.Err())
+			return nil, fmt.Errorf("%w: %w; its capture pods were deleted", ErrInterrupted, ctx.Err())
 		}
 		return nil, err
 	}

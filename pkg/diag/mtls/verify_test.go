@@ -107,16 +107,20 @@ func TestVerifyLiveErrors(t *testing.T) {
 		ctx  context.Context
 		deps Deps
 		want string
+		is   error
 	}{
-		{"capture fails", context.Background(), Deps{Capturer: &fakeCluster{liveErr: boom}}, "create capture pod: forbidden"},
-		{"interrupted", ctx, Deps{Capturer: &fakeCluster{liveErr: boom}}, "live capture interrupted: context canceled; its capture pods were deleted"},
-		{"no cluster", context.Background(), Deps{}, "live capture: no cluster"},
+		{"capture fails", context.Background(), Deps{Capturer: &fakeCluster{liveErr: boom}}, "create capture pod: forbidden", boom},
+		{"interrupted", ctx, Deps{Capturer: &fakeCluster{liveErr: boom}}, "live capture interrupted: context canceled; its capture pods were deleted", ErrInterrupted},
+		{"no cluster", context.Background(), Deps{}, "live capture: no cluster", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Verify(tt.ctx, tt.deps, Config{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("err = %v, want it to wrap %v", err, tt.is)
 			}
 		})
 	}

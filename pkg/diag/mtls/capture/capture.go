@@ -103,7 +103,7 @@ func Live(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Opti
 		}
 	}
 	if len(selected) == 0 {
-		return nil, fmt.Errorf("no running pods with an ip match --from %q --to %q in namespace %q; list them with kubectl get pods -n %s -o wide", o.From, o.To, o.Namespace, o.Namespace)
+		return nil, fmt.Errorf("%w (from %q, to %q) in namespace %q; list them with kubectl get pods -n %s -o wide", ErrNoPods, o.From, o.To, o.Namespace, o.Namespace)
 	}
 	res := &mtls.LiveResult{Pods: mtls.PodMapFromPods(all)}
 	nodes := map[string]bool{}
@@ -281,7 +281,7 @@ func captureNode(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface,
 		var err error
 		f, err = os.OpenFile(file, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 		if err != nil {
-			return "", nil, pcap.Stats{}, fmt.Errorf("--write %s: %w", file, err)
+			return "", nil, pcap.Stats{}, fmt.Errorf("%w %s: %w", ErrWriteFile, file, err)
 		}
 		defer func() { _ = f.Close() }()
 		stream = io.MultiWriter(pw, f)

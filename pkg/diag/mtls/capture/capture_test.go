@@ -64,7 +64,7 @@ func TestClusterPods(t *testing.T) {
 		}
 	}
 	noCluster := ClusterPods{Clients: func() (*kube.Clients, error) { return nil, kube.ErrNoCluster }}
-	if _, err := noCluster.PodMap(context.Background()); !errors.Is(err, kube.ErrNoCluster) || !strings.Contains(err.Error(), "map capture addresses to pods") {
+	if _, err := noCluster.PodMap(context.Background()); !errors.Is(err, kube.ErrNoCluster) || !errors.Is(err, ErrPodMap) || !strings.Contains(err.Error(), "map capture addresses to pods") {
 		t.Errorf("without a cluster: %v", err)
 	}
 	if _, err := (Capturer{Clients: noCluster.Clients}).Capture(context.Background(), mtls.LiveConfig{Namespace: "x"}, nil); !errors.Is(err, kube.ErrNoCluster) {
@@ -133,13 +133,32 @@ func TestCleanupCaptureNamespaces(t *testing.T) {
 }
 
 // A refusal never advises relaxing the namespace the capture pod was
-// refused in: it names a namespace that admits privileged pods already.
+// refused in; it says which namespace refused (the run's own or the one
+// named), so the caller can offer one that admits privileged pods already.
 func TestExplainCreateNeverRelaxesANamespace(t *testing.T) {
 	refused := apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "ambient-capture-x", errors.New(`violates PodSecurity "restricted:latest": privileged`))
-	for _, own := range []bool{true, false} {
-		msg := explainCreate("shop", own, refused).Error()
-		if strings.Contains(msg, "label the namespace") || strings.Contains(msg, "enforce=privileged") || !strings.Contains(msg, "--capture-namespace") || !strings.Contains(msg, "istio-system") {
+	for own, want := range map[bool]error{true: ErrOwnNamespace, false: ErrNamespaceRefused} {
+		err := explainCreate("shop", own, refused)
+		msg := err.Error()
+		if !errors.Is(err, want) || !apierrors.IsForbidden(err) || !strings.Contains(msg, `namespace "shop"`) {
+			t.Errorf("own=%v: %v, want %v wrapping the refusal", own, err, want)
+		}
+		if strings.Contains(msg, "label the namespace") || strings.Contains(msg, "enforce=privileged") || strings.Contains(msg, "--") {
 			t.Errorf("own=%v: %s", own, msg)
 		}
+	}
+}
+
+// No pod matching the selectors is ErrNoPods, naming the selectors and the
+// namespace; which flags set them is the command layer's to say.
+func TestLiveNoMatchingPods(t *testing.T) {
+	kc := fake.NewClientset()
+	_, err := Live(context.Background(), nil, kc, Options{LiveConfig: mtls.LiveConfig{Namespace: "shop", From: "web", To: "db"}})
+	if !errors.Is(err, ErrNoPods) {
+		t.Fatalf("err = %v, want ErrNoPods", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `(from "web", to "db") in namespace "shop"`) || strings.Contains(msg, "--") {
+		t.Errorf("message %q: want the selectors and namespace, no flag", msg)
 	}
 }

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,6 +11,23 @@ import (
 
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/mtls"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
+)
+
+// Conditions a caller can test with errors.Is and answer with its own
+// alternative (judging offline, another namespace, other pod selectors).
+var (
+	// ErrPodMap: the cluster's pods could not be listed to map addresses.
+	ErrPodMap = errors.New("map capture addresses to pods")
+	// ErrOwnNamespace: the run's own capture namespace could not be created
+	// or refused the privileged capture pod.
+	ErrOwnNamespace = errors.New("the run's own capture namespace cannot hold the capture pods")
+	// ErrNamespaceRefused: the named capture namespace refused the
+	// privileged capture pod.
+	ErrNamespaceRefused = errors.New("the capture namespace does not admit privileged pods")
+	// ErrNoPods: no running pod with an address matched the selectors.
+	ErrNoPods = errors.New("no running pods with an ip match the selectors")
+	// ErrWriteFile: the copy of the capture could not be written.
+	ErrWriteFile = errors.New("write the capture to")
 )
 
 // ClientsFunc returns the cluster's clients. It is called only when a
@@ -28,7 +46,7 @@ type ClusterPods struct {
 func (c ClusterPods) PodMap(ctx context.Context) (mtls.PodMap, error) {
 	clients, err := c.Clients()
 	if err != nil {
-		return nil, fmt.Errorf("map capture addresses to pods: %w; or pass --pods FILE to judge offline", err)
+		return nil, fmt.Errorf("%w: %w", ErrPodMap, err)
 	}
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -38,7 +56,7 @@ func (c ClusterPods) PodMap(ctx context.Context) (mtls.PodMap, error) {
 	defer cancel()
 	list, err := clients.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, kube.Unreachable(clients.Config.Host, fmt.Errorf("list pods to map capture addresses: %w; or pass --pods FILE", err))
+		return nil, kube.Unreachable(clients.Config.Host, fmt.Errorf("%w: list pods: %w", ErrPodMap, err))
 	}
 	return mtls.PodMapFromPods(list.Items), nil
 }

@@ -82,7 +82,7 @@ func createCaptureNamespace(ctx context.Context, kc kubernetes.Interface, name s
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	if _, err := kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		if apierrors.IsForbidden(err) {
-			return fmt.Errorf("create capture namespace %q: %w; verify-mtls needs RBAC to create and delete namespaces (docs/rbac.md), or pass --capture-namespace with an existing namespace that admits privileged pods (e.g. istio-system)", name, err)
+			return fmt.Errorf("create capture namespace %q: %w; %w: verify-mtls needs RBAC to create and delete namespaces (docs/rbac.md)", name, err, ErrOwnNamespace)
 		}
 		return fmt.Errorf("create capture namespace %q: %w", name, err)
 	}
@@ -105,9 +105,9 @@ func deleteCaptureNamespace(kc kubernetes.Interface, name string, progress io.Wr
 func explainCreate(ns string, own bool, err error) error {
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity") && own:
-		return fmt.Errorf("create capture pod in namespace %q: %w; the run's own capture namespace is labelled privileged, yet an admission policy refused the privileged host-network capture pod: pass --capture-namespace with a namespace your policies admit privileged pods in (e.g. istio-system, where istio-cni runs), or capture on the node and judge with --pcap", ns, err)
+		return fmt.Errorf("create capture pod in namespace %q: %w; %w: it is labelled privileged, yet an admission policy refused the privileged host-network capture pod", ns, err, ErrOwnNamespace)
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity"):
-		return fmt.Errorf("create capture pod in namespace %q: %w; the capture pod is privileged with host networking: name a namespace that admits privileged pods already (e.g. istio-system, where istio-cni runs) with --capture-namespace, or leave it out to use a namespace of the run's own", ns, err)
+		return fmt.Errorf("create capture pod in namespace %q: %w; %w: the capture pod is privileged with host networking", ns, err, ErrNamespaceRefused)
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("create capture pod in namespace %q: %w; verify-mtls needs RBAC create/delete pods and create pods/exec there (docs/rbac.md)", ns, err)
 	}

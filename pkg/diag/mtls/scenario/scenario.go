@@ -10,6 +10,7 @@ package scenario
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -304,15 +305,23 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
+// ErrCaptureRefused is returned (wrapped) when an admission policy refused
+// the scenario's privileged capture pods.
+var ErrCaptureRefused = errors.New("an admission policy refused the privileged capture pods")
+
+// ErrRunExists is returned (wrapped) when objects of a run with the same
+// suffix are still in the cluster.
+var ErrRunExists = errors.New("a run with the same suffix exists")
+
 // explain says what the scenario needs when the cluster refuses.
 func explain(what string, err error) error {
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "PodSecurity"):
-		return fmt.Errorf("%s: %w; the scenario's pods need no privilege, only its capture pods do (in a capture namespace of their own, labelled privileged): an admission policy refused that; capture on the node and judge with verify-mtls --pcap instead", what, err)
+		return fmt.Errorf("%s: %w; the scenario's pods need no privilege, only its capture pods do (in a capture namespace of their own, labelled privileged): %w", what, err, ErrCaptureRefused)
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("%s: %w; verify-mtls scenario needs RBAC to create, list, watch and delete namespaces and pods, create pods/exec, and list nodes (see docs/rbac.md)", what, err)
 	case apierrors.IsAlreadyExists(err):
-		return fmt.Errorf("%s: %w; a run with the same suffix exists: remove it with kubectl ambient verify-mtls scenario --cleanup", what, err)
+		return fmt.Errorf("%s: %w; %w", what, err, ErrRunExists)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
