@@ -29,6 +29,11 @@ var PrometheusSelectors = []string{
 // ErrNoPrometheus is returned (wrapped) when no Prometheus Service is found.
 var ErrNoPrometheus = errors.New("no prometheus service found")
 
+// ErrPrometheusRefused is returned (wrapped) when the API server let the
+// query through but the server behind the Service refused it (an
+// authenticating proxy): Prometheus must then be reached by its own address.
+var ErrPrometheusRefused = errors.New("the server behind the service refused the request")
+
 // DiscoverPrometheus finds a Prometheus Service by the usual labels (all
 // namespaces; ztunnel's namespace first, then by name) and returns a source
 // that reaches it through the API server's service proxy, so no network path
@@ -99,7 +104,7 @@ func askService(ctx context.Context, kc kubernetes.Interface, ns, name, port str
 	case (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) && mayProxy(ctx, kc, ns, name):
 		// The API server let the request through: the server behind the
 		// Service refused it (an authenticating proxy in front of Prometheus).
-		return fmt.Errorf("query prometheus service %s/%s port %s through the API server's service proxy: %w; the server behind the service refused the request (an authenticating proxy?); pass --prometheus URL with an address that serves the Prometheus API", ns, name, port, err)
+		return fmt.Errorf("query prometheus service %s/%s port %s through the API server's service proxy: %w; %w (an authenticating proxy?); reach Prometheus by an address that serves its API", ns, name, port, err, ErrPrometheusRefused)
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 		return fmt.Errorf("query prometheus service %s/%s through the API server's service proxy: %w; grant get on services/proxy in namespace %s", ns, name, err, ns)
 	case err != nil:

@@ -106,7 +106,7 @@ func TestDiscoverPrometheusAsksTheService(t *testing.T) {
 		want     []string
 	}{
 		{"no permission", rawResponse{err: forbidden}, false, []string{"grant get on services/proxy in namespace istio-system", "istio-system/prometheus"}},
-		{"refused behind the service", rawResponse{err: forbidden}, true, []string{"the server behind the service refused the request", "pass --prometheus URL"}},
+		{"refused behind the service", rawResponse{err: forbidden}, true, []string{"the server behind the service refused the request", "reach Prometheus by an address"}},
 		{"no ready pod", rawResponse{err: unavailable}, false, []string{"no endpoints available", "kubectl get endpointslices -n istio-system -l kubernetes.io/service-name=prometheus"}},
 		{"not a prometheus", rawResponse{body: "<html>grafana</html>"}, false, []string{"does not answer as a Prometheus API", "grafana"}},
 	}
@@ -128,6 +128,9 @@ func TestDiscoverPrometheusAsksTheService(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
+			}
+			if tt.mayProxy != errors.Is(err, ErrPrometheusRefused) {
+				t.Errorf("error %q: errors.Is(ErrPrometheusRefused) = %v, want %v", err, !tt.mayProxy, tt.mayProxy)
 			}
 			if tt.resp.err != nil && !errors.Is(err, tt.resp.err) {
 				t.Errorf("error %q does not wrap the API server's", err)
