@@ -151,7 +151,7 @@ func (p *Prometheus) Fetch(ctx context.Context, at time.Time) (map[string]PodMet
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", p, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var body bytes.Buffer
 	src := io.Reader(resp.Body)
 	if resp.StatusCode/100 != 2 {
