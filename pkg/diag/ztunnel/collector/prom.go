@@ -138,11 +138,14 @@ func (p *Prometheus) Fetch(ctx context.Context, at time.Time) (map[string]PodMet
 	p.Queries++
 	u := p.client.URL("/api/v1/query", nil)
 	form := url.Values{"query": {p.Query()}, "time": {strconv.FormatFloat(float64(at.UnixMilli())/1e3, 'f', -1, 64)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	// GET, not POST: through the API server's service proxy a POST needs
+	// create on services/proxy where a GET needs only get (the query is
+	// about 2 KB, well within any URL limit on the way).
+	u.RawQuery = form.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", p, err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	// The API client's Do would read the whole answer into memory first
 	// (12 MB of buffer at 5,000 ztunnels, the largest item of status's heap):
 	// the request goes through the same transport and the answer is decoded

@@ -342,14 +342,10 @@ func TestStatusPrometheusAuto(t *testing.T) {
 
 // tuiOnTerminal runs the TUI in a real terminal (tmux) until its screen
 // shows the nodes whose rows metrics decide, then quits it with q: it must
-// say on stderr which Prometheus it reads and exit 0.
-//
-// Not asserted, because it does not hold yet: the expiring-certificate
-// node. The TUI does not tell its watcher which rows are on screen
-// (Watcher.Focus), so with a Prometheus it never reads the certificates of
-// a node whose metrics look healthy, and that row says ok where the direct
-// path warns. TestTUIFrameFromPrometheus shows the frames agree once the
-// watcher is told.
+// say on stderr which Prometheus it reads and exit 0. The expiring
+// certificate is not in the metrics: the row says so only because the TUI
+// tells its watcher which rows are on screen (Watcher.Focus) and the watcher
+// reads those nodes' certificates directly.
 func tuiOnTerminal(t *testing.T, s *scenarioLab, bin string, args []string) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux not installed")
@@ -375,6 +371,7 @@ func tuiOnTerminal(t *testing.T, s *scenarioLab, bin string, args []string) {
 		// drain before it warns.
 		s.nodeOf[sim.PendingProxies]: "2/2",
 		s.nodeOf[sim.Healthy]:        " ok",
+		s.nodeOf[sim.ExpiringCerts]:  "expires in",
 	}
 	var screen string
 	for deadline := time.Now().Add(30 * time.Second); ; {
