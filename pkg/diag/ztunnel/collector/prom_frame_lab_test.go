@@ -26,9 +26,9 @@ import (
 // proxies, pods and reasons; the numbers a rate or a duration gives may
 // differ only as two reads of a moving counter do.
 //
-// The Prometheus watcher is told the rows on screen (Watcher.Focus; all
-// seven fit), so it reads their readiness and certificates directly as
-// the direct path does. Without that, a node whose only trouble is an
+// The Prometheus watcher is told the rows on screen by a TUI model (as
+// `tui` wires it; all seven fit), so it reads their readiness and
+// certificates directly as the direct path does. Without that, a node whose only trouble is an
 // expiring certificate looks healthy: certificates are not in the metrics.
 func TestTUIFrameFromPrometheus(t *testing.T) {
 	s := deployScenarios(t)
@@ -49,7 +49,10 @@ func TestTUIFrameFromPrometheus(t *testing.T) {
 	fromProm := s.config()
 	fromProm.Metrics = src
 	wd, wp := New(s.lab.Clients.Kube, direct), New(s.lab.Clients.Kube, fromProm)
-	wp.Focus(s.lab.Nodes)
+	// The Prometheus watcher learns the rows on screen from the TUI's model,
+	// as `tui` wires it.
+	screen := tui.New(tui.Options{Cluster: "lab", Focus: wp})
+	screen.Update(tea.WindowSizeMsg{Width: 200, Height: 20})
 	go func() { _ = wd.Run(ctx) }()
 	go func() { _ = wp.Run(ctx) }()
 
@@ -73,6 +76,7 @@ func TestTUIFrameFromPrometheus(t *testing.T) {
 	var sd, sp ztunnel.Snapshot
 	for {
 		sd, sp = wd.Snapshot(), wp.Snapshot()
+		screen.Update(tui.UpdateMsg(ztunnel.Update{Snapshot: &sp}))
 		if complete(&sd) && complete(&sp) {
 			break
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/promlab"
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
@@ -33,16 +32,7 @@ func TestCollectFromPrometheus(t *testing.T) {
 			Labels: map[string]string{"namespace": s.ztunnelNS, "pod": s.dep.Pods[node]}})
 	}
 	prom := promlab.Start(t, targets, time.Second)
-	// kubelet's readiness probe would mark the not-ready ztunnel's pod
-	// NotReady; the lab has no kubelet, so the test does what it would.
-	nr := s.nodeOf[sim.NotReady]
-	p, err := s.lab.Clients.Kube.CoreV1().Pods(s.ztunnelNS).Get(ctx, s.dep.Pods[nr], metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.SetPodReady(ctx, s.lab.Clients.Kube, p, false); err != nil {
-		t.Fatal(err)
-	}
+	markZtunnelNotReady(t, s)
 
 	clients, counter := countingClients(t, s.lab.Config)
 	src, err := NewPrometheus(prom.URL, "", nil, s.ztunnelNS)
