@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"golang.org/x/sys/unix"
+	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/promlab"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/diag/ztunnel"
+	"github.com/kubectl-ambient/kubectl-ambient/pkg/tui"
 )
 
 // TestPromScale measures `status --once --prometheus` at scale: a lab with
@@ -125,7 +127,7 @@ func TestPromScale(t *testing.T) {
 	if withMetrics < len(nodes.Items)*9/10 {
 		t.Errorf("only %d of %d nodes got metrics from prometheus", withMetrics, len(nodes.Items))
 	}
-	_ = ztunnel.StateHealthy
+	tuiFromPrometheus(ctx, t, lab, ns, src)
 
 	// The binary, timed by /usr/bin/time, with and without Prometheus;
 	// KAMB_PROM_SCALE_ENV adds runs with other environments (e.g.
@@ -221,4 +223,54 @@ func writeProfile(t *testing.T, path, name string) {
 		t.Error(err)
 	}
 	t.Logf("%s profile in %s", name, path)
+}
+
+// tuiFromPrometheus runs the watcher and the TUI's model as `tui
+// --prometheus URL` wires them (budget 50/s, client QPS 55, the model's
+// visible rows as the focus, a 160x50 terminal) over the 5,000-node lab for
+// four intervals, and counts what it asks: Prometheus at most once a
+// refresh, and the API server's pod proxy only for the rows on screen and
+// the nodes the metrics mark suspect, under the budget.
+func tuiFromPrometheus(ctx context.Context, t *testing.T, lab *kubelab.Lab, ns string, src *Prometheus) {
+	const budget, interval, rounds = 50.0, 5 * time.Second, 4
+	cfg := rest.CopyConfig(lab.Config)
+	cfg.QPS, cfg.Burst = budget+5, int(budget)+10
+	clients, counter := countingClients(t, cfg)
+	src.Queries = 0
+	w := New(clients.Kube, Config{Cluster: "lab", Namespace: ns, Interval: interval, Metrics: src, MaxRPS: budget})
+	m := tui.New(tui.Options{Updates: w.Updates(), Context: ctx, Cluster: "lab", Focus: w, Interval: interval})
+	m.Update(tea.WindowSizeMsg{Width: 160, Height: 50})
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	begin := time.Now()
+	var first time.Duration
+	for end := begin.Add(rounds * interval); time.Now().Before(end); {
+		select {
+		case u := <-w.Updates():
+			m.Update(tui.UpdateMsg(u))
+			if first == 0 && u.Snapshot != nil && len(u.Snapshot.Nodes) >= 5000 && strings.Contains(m.View().Content, "lab-node-") {
+				first = time.Since(begin)
+			}
+		case <-time.After(time.Second):
+		}
+	}
+	elapsed := time.Since(begin)
+	cancel()
+	<-done
+	got := counter.snapshot()
+	proxyRate := float64(got["GET proxy"]) / elapsed.Seconds()
+	t.Logf("tui from prometheus over %s (%d intervals): first screen after %s, %d prometheus queries, %d pod-proxy requests (%.1f/s), all API requests %v",
+		elapsed.Round(time.Millisecond), rounds, first.Round(time.Millisecond), src.Queries, got["GET proxy"], proxyRate, got)
+	if src.Queries > rounds+1 {
+		t.Errorf("%d prometheus queries in %d intervals: more than one a refresh", src.Queries, rounds)
+	}
+	// The budget, plus the bucket's burst (budget tokens) and the requests
+	// that may be in flight when the count ends, spread over the run.
+	if limit := budget + (budget+DefaultConcurrency)/elapsed.Seconds(); proxyRate > limit {
+		t.Errorf("%.1f pod-proxy requests/s, over the budget's %.1f", proxyRate, limit)
+	}
+	if first == 0 {
+		t.Error("the TUI never drew the fleet")
+	}
 }
