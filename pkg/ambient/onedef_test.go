@@ -3,12 +3,11 @@ package ambient
 import (
 	"go/scanner"
 	"go/token"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/fixtures"
 )
 
 // TestOneDefinition fails when non-test Go code outside this package spells
@@ -17,34 +16,9 @@ import (
 // stated once, here. Prose that mentions them (help text, comments) is not
 // a definition and is allowed.
 func TestOneDefinition(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("repository root %s has no go.mod: %v", root, err)
-	}
 	facts := []string{AnnotationRedirection, LabelDataplaneMode}
 	var found []string
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == "pkg/ambient" || strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "vendor" || d.Name() == "testdata" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
-			return nil
-		}
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	err := fixtures.EachProductGoFile(".", func(rel string) bool { return rel == "pkg/ambient" }, func(rel string, src []byte) error {
 		for _, lit := range stringLiterals(src) {
 			for _, f := range facts {
 				if lit.value == f || strings.HasPrefix(lit.value, f+"=") {

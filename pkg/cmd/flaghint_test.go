@@ -5,8 +5,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -89,27 +87,8 @@ func namesFlag(s string) bool {
 // called by other code too, where flags don't exist. Return a sentinel and
 // give it a hint in flagHints instead.
 func TestLibraryErrorsNameNoFlags(t *testing.T) {
-	root := filepath.Join(fixtures.RepoRoot(), "pkg")
 	scanned := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = "pkg/" + filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel == "pkg/cmd" || d.Name() == "testdata" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
-			return nil
-		}
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	err := fixtures.EachProductGoFile("pkg", func(rel string) bool { return rel == "pkg/cmd" }, func(rel string, src []byte) error {
 		found, err := flagInErrors(rel, src)
 		if err != nil {
 			return err
@@ -125,7 +104,7 @@ func TestLibraryErrorsNameNoFlags(t *testing.T) {
 	}
 	// The walk must have seen the libraries; an empty walk proves nothing.
 	if scanned < 50 {
-		t.Fatalf("scanned only %d files under %s", scanned, root)
+		t.Fatalf("scanned only %d files under pkg", scanned)
 	}
 }
 
