@@ -4,8 +4,9 @@
 // it, and judges every client -> server case both ways with pkg/diag/mtls.
 // One file per step: deploy.go (access check, nodes, namespaces, pods, the
 // wait for istio-cni), cases.go (the case matrix, the capture and the
-// traffic), judge.go (each case against the verdict report) and cleanup.go
-// (what a run or an interrupted run leaves behind).
+// traffic), judge.go (each case against the verdict report), expect.go
+// (the expected pairs and --require-pqc, judged by pkg/diag/mtls's rules)
+// and cleanup.go (what a run or an interrupted run leaves behind).
 package scenario
 
 import (
