@@ -202,14 +202,11 @@ func (o *VerifyMTLSOptions) Validate() error {
 	if o.Pcap != "" && (o.From != "" || o.To != "" || o.Write != "" || o.CaptureNamespace != "") {
 		return UsageError{errors.New("--from, --to, --write and --capture-namespace belong to live capture; drop them with --pcap")}
 	}
-	o.rules = mtls.Rules{RequirePQC: o.RequirePQC}
-	for _, e := range o.Expect {
-		exp, err := mtls.ParseExpectation(e)
-		if err != nil {
-			return UsageError{fmt.Errorf("--expect: %w", err)}
-		}
-		o.rules.Expect = append(o.rules.Expect, exp)
+	expect, err := parseExpect(o.Expect, nil)
+	if err != nil {
+		return err
 	}
+	o.rules = mtls.Rules{RequirePQC: o.RequirePQC, Expect: expect}
 	if o.Duration <= 0 || o.MaxPackets < 0 {
 		return UsageError{errors.New("--duration must be positive and --max-packets not negative")}
 	}
@@ -267,6 +264,38 @@ func (o *VerifyMTLSOptions) Run(ctx context.Context) error {
 		}
 	}
 	return verdictExit(rep.Verdict)
+}
+
+// parseExpect reads the --expect pairs; check, when set, refuses pairs
+// the command cannot judge. Either failure is a usage error.
+func parseExpect(specs []string, check func(mtls.Expectation) error) ([]mtls.Expectation, error) {
+	var out []mtls.Expectation
+	for _, s := range specs {
+		e, err := mtls.ParseExpectation(s)
+		if err == nil && check != nil {
+			err = check(e)
+		}
+		if err != nil {
+			return nil, UsageError{fmt.Errorf("--expect: %w", err)}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// printExpectations lists the --expect pairs and what became of them.
+func printExpectations(w io.Writer, es []mtls.ExpectationResult) {
+	if len(es) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nExpected pairs (--expect):")
+	for _, e := range es {
+		mark := "PASS"
+		if !e.Passed {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s  %s: %s\n", mark, e, e.Reason)
+	}
 }
 
 // verdictExit maps a run's verdict to its exit code.
@@ -415,16 +444,7 @@ func printMTLSTable(w io.Writer, rep *mtls.Report) error {
 	if err := printIdentityFindings(w, rep); err != nil {
 		return err
 	}
-	if len(rep.Expectations) > 0 {
-		fmt.Fprintln(w, "\nExpected pairs (--expect):")
-		for _, e := range rep.Expectations {
-			mark := "PASS"
-			if !e.Passed {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(w, "  %s  %s: %s\n", mark, e, e.Reason)
-		}
-	}
+	printExpectations(w, rep.Expectations)
 	if len(rep.Nodes) > 0 {
 		fmt.Fprintln(w, "\nCaptures per node:")
 		for _, n := range rep.Nodes {

@@ -25,6 +25,8 @@ type VerifyMTLSScenarioOptions struct {
 	Output  OutputFlags
 	Cleanup bool
 	JUnit   string
+	// expect holds the --expect flags; Validate parses them into Expect.
+	expect []string
 
 	factory kube.Factory
 	streams genericiooptions.IOStreams
@@ -72,12 +74,24 @@ The client command runs with sh -c in the client pods; {target} (server ip:port)
 {host}, {port}, {pod} and {namespace} (the client pod) are replaced. It must exit 0
 when its requests worked.
 
+--expect FROM->TO and --require-pqc mean what they mean to verify-mtls and are
+judged by the same code. The scenario's namespaces change name every run, so
+--expect names its workloads ambient/<pod> and plain/<pod>; it deploys server,
+client-same-node and client-cross-node (with a second node) in each. A pod name
+without a namespace matches in both, a prefix such as client matches both
+clients. The pair must appear in the capture and pass; a name the scenario does
+not deploy, or one it deploys only outside the mesh (plain/...), is a usage
+error. --require-pqc fails an ambient -> ambient case whose HBONE handshake
+negotiated a classical key-exchange group (a group that was not seen is not
+proven: INCONCLUSIVE).
+
 The verdict is the one verify-mtls gives: PASS (exit 0) when every case matched
-its expectation; FAIL (exit 1) when one did not; INCONCLUSIVE (exit 3) when
-nothing failed but a case was not proven (nothing captured between its pods, or
-an HBONE handshake without the server's ServerHello), naming the node whose
-capture saw nothing. --junit FILE writes one testcase per case plus one for the
-verdict (INCONCLUSIVE is a failure there).`,
+its expectation and every --expect pair passed; FAIL (exit 1) when one did not;
+INCONCLUSIVE (exit 3) when nothing failed but a case was not proven (nothing
+captured between its pods, or an HBONE handshake without the server's
+ServerHello, or its group unseen with --require-pqc), naming the node whose
+capture saw nothing. --junit FILE writes one testcase per case, one per --expect
+pair, plus one for the verdict (INCONCLUSIVE is a failure there).`,
 		Example: `  # Run the scenario with the default images and print the cases
   kubectl ambient verify-mtls scenario
 
@@ -92,6 +106,11 @@ verdict (INCONCLUSIVE is a failure there).`,
 
   # JUnit for the CI's test view
   kubectl ambient verify-mtls scenario --junit scenario.xml
+
+  # CI gate: the cross-node ambient pair must be seen and pass, with a
+  # post-quantum hybrid key exchange (X25519MLKEM768) on every HBONE handshake
+  kubectl ambient verify-mtls scenario --junit scenario.xml --require-pqc \
+    --expect ambient/client-cross-node->ambient/server --expect client-same-node->server
 
   # Keep the namespaces to look around, then remove them
   kubectl ambient verify-mtls scenario --keep
@@ -112,6 +131,8 @@ verdict (INCONCLUSIVE is a failure there).`,
 	fl := cmd.Flags()
 	o.Output.AddFlags(cmd)
 	fl.StringVar(&o.JUnit, "junit", "", "also write the cases and the verdict as JUnit XML to this file (mode 0600)")
+	fl.StringArrayVar(&o.expect, "expect", nil, "FROM->TO scenario workloads (ambient/server, ambient/client-same-node, ambient/client-cross-node, plain/...; a pod name or prefix matches in both namespaces) that must appear and pass; repeatable")
+	fl.BoolVar(&o.RequirePQC, "require-pqc", false, "fail cases whose HBONE handshake negotiated a classical (not post-quantum hybrid) key exchange")
 	fl.StringVar(&o.ClientImage, "client-image", o.ClientImage, "client pod image (must contain sh and what --client-command runs)")
 	fl.StringVar(&o.ClientCommand, "client-command", o.ClientCommand, "traffic command run with sh -c in each client pod per server; {target}, {host}, {port}, {pod}, {namespace} are replaced")
 	fl.StringVar(&o.ServerImage, "server-image", o.ServerImage, "server pod image; the default serves HTTP on --port (agnhost netexec)")
@@ -139,7 +160,14 @@ func (o *VerifyMTLSScenarioOptions) Validate() error {
 		return UsageError{errors.New("--client-command is empty")}
 	case o.Cleanup && o.Keep:
 		return UsageError{errors.New("--cleanup and --keep contradict each other")}
+	case o.Cleanup && (len(o.expect) > 0 || o.RequirePQC):
+		return UsageError{errors.New("--expect and --require-pqc judge a run; drop them with --cleanup")}
 	}
+	expect, err := parseExpect(o.expect, scenario.CheckExpectation)
+	if err != nil {
+		return err
+	}
+	o.Expect = expect
 	return nil
 }
 
@@ -192,8 +220,8 @@ type scenarioReport struct{ *scenario.Result }
 // PrintTable implements TablePrinter.
 func (r scenarioReport) PrintTable(w io.Writer) error { return printScenarioTable(w, r.Result) }
 
-// scenarioJUnit is one testcase per case (skipped ones skipped) and one for
-// the verdict.
+// scenarioJUnit is one testcase per case (skipped ones skipped), one per
+// --expect pair, and one for the verdict.
 func scenarioJUnit(res *scenario.Result) *mtls.JUnit {
 	j := mtls.NewJUnit("verify-mtls-scenario")
 	for _, c := range res.Cases {
@@ -206,6 +234,7 @@ func scenarioJUnit(res *scenario.Result) *mtls.JUnit {
 		}
 		j.Add("verify-mtls-scenario."+c.Placement, c.From+" -> "+c.To, typ, c.Reason, "observed: "+c.Observed)
 	}
+	j.AddExpectations("verify-mtls-scenario.expect", res.Expectations)
 	typ := ""
 	if res.Verdict != mtls.OutcomePass {
 		typ = string(res.Verdict)
@@ -233,12 +262,22 @@ func printScenarioTable(w io.Writer, res *scenario.Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	printExpectations(w, res.Expectations)
 	var result string
 	switch res.Verdict {
 	case mtls.OutcomePass:
 		result = "PASS: every case matched its expectation"
+		if len(res.Expectations) > 0 {
+			result += ", every expected pair passed"
+		}
+		if res.RequirePQC {
+			result += ", post-quantum key exchange required"
+		}
 	case mtls.OutcomeFail:
 		result = "FAIL: some cases did not match their expectation"
+		if counts[scenario.CaseFail] == 0 {
+			result = "FAIL: an expected pair is missing or did not pass"
+		}
 	default:
 		result = "INCONCLUSIVE: nothing failed, but not every case was proven: " + strings.Join(res.Reasons, "; ")
 	}

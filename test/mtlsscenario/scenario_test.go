@@ -237,7 +237,11 @@ func TestScenarioPasses(t *testing.T) {
 		duration = d
 	}
 	begin := time.Now()
-	out, stderr, err := e.run(ctx, "-o", "json", "--duration", duration, "--pod-timeout", "60s", "--client-command", e.clientCommand(""))
+	// The stand-in client, like Go's TLS and ztunnel with post-quantum
+	// support, offers X25519MLKEM768: --require-pqc passes.
+	junit := filepath.Join(t.TempDir(), "scenario.xml")
+	out, stderr, err := e.run(ctx, "-o", "json", "--duration", duration, "--pod-timeout", "60s", "--client-command", e.clientCommand(""),
+		"--require-pqc", "--expect", "ambient/client-cross-node->ambient/server", "--expect", "client-same-node->server", "--junit", junit)
 	t.Logf("whole command (--duration %s): %s\nstderr:\n%s", duration, time.Since(begin).Round(time.Millisecond), stderr)
 	if err != nil {
 		t.Fatalf("scenario: %v\n%s", err, out)
@@ -259,8 +263,87 @@ func TestScenarioPasses(t *testing.T) {
 			t.Errorf("case %s -> %s (%s): %s, observed %q, want %q", c.From, c.To, c.Placement, c.Result, c.Observed, want)
 		}
 	}
+	if !res.RequirePQC || len(res.Expectations) != 2 {
+		t.Errorf("requirePQC %v, expectations %+v; want true and 2", res.RequirePQC, res.Expectations)
+	}
+	for _, x := range res.Expectations {
+		if !x.Seen || !x.Passed {
+			t.Errorf("expected pair %s: seen %v passed %v: %s", x, x.Seen, x.Passed, x.Reason)
+		}
+	}
+	assertGroups(t, res.Capture, "X25519MLKEM768", true)
+	if b, err := os.ReadFile(junit); err != nil || !strings.Contains(string(b), `name="ambient/client-cross-node-&gt;ambient/server" classname="verify-mtls-scenario.expect"></testcase>`) {
+		t.Errorf("junit (%v) lacks the passed --expect testcase:\n%s", err, b)
+	}
 	e.assertGone(t, res.Namespaces)
 	// The run's capture namespace goes too.
+	e.assertGone(t, e.scenarioNamespaces(t))
+}
+
+// assertGroups checks every HBONE row's negotiated key-exchange group.
+func assertGroups(t *testing.T, rep *mtls.Report, group string, pq bool) {
+	t.Helper()
+	if rep == nil {
+		t.Fatal("no capture report")
+	}
+	n := 0
+	for _, p := range rep.Pairs {
+		for _, r := range p.Rows {
+			if r.Port != hbonesim.Port {
+				continue
+			}
+			n++
+			if r.Negotiated == nil || r.Negotiated.Group != group || r.Negotiated.PostQuantum != pq {
+				t.Errorf("%s -> %s: negotiated %+v, want group %s (post-quantum %v)", r.Client.Name, r.Server.Name, r.Negotiated, group, pq)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no HBONE row in the capture")
+	}
+}
+
+// TestScenarioClassicalFailsRequirePQC: a client that offers only a
+// classical group (a ztunnel without post-quantum support) makes every
+// ambient -> ambient case fail under --require-pqc, and the expected pair
+// with it; the other cases are untouched.
+func TestScenarioClassicalFailsRequirePQC(t *testing.T) {
+	e := setup(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	junit := filepath.Join(t.TempDir(), "scenario.xml")
+	out, stderr, err := e.run(ctx, "-o", "json", "--duration", "8s", "--pod-timeout", "60s", "--client-command", e.clientCommand(" --classical"),
+		"--require-pqc", "--expect", "ambient/client-same-node->ambient/server", "--junit", junit)
+	var se cmd.SilentError
+	if !errors.As(err, &se) || se.Code != cmd.ExitFailure {
+		t.Fatalf("err = %v, want exit code 1\n%s\n%s", err, out, stderr)
+	}
+	var res scenario.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("parse json: %v\n%s", err, out)
+	}
+	for _, c := range res.Cases {
+		t.Logf("%s -> %s %s: %s: %s", c.From, c.To, c.Placement, c.Result, c.Reason)
+		want := scenario.CasePass
+		if c.Expected == scenario.ExpectHBONE {
+			want = scenario.CaseFail
+			if !strings.Contains(c.Reason, "negotiated the classical group x25519") {
+				t.Errorf("case %s -> %s: reason %q does not name the classical group", c.From, c.To, c.Reason)
+			}
+		}
+		if c.Result != want {
+			t.Errorf("case %s -> %s (%s): %s, want %s", c.From, c.To, c.Placement, c.Result, want)
+		}
+	}
+	if res.Verdict != mtls.OutcomeFail || len(res.Expectations) != 1 || res.Expectations[0].Passed || !res.Expectations[0].Seen {
+		t.Errorf("verdict %s, expectations %+v; want FAIL and the expected pair seen but failed", res.Verdict, res.Expectations)
+	}
+	assertGroups(t, res.Capture, "x25519", false)
+	b, err := os.ReadFile(junit)
+	if err != nil || !strings.Contains(string(b), `name="ambient/client-same-node-&gt;ambient/server" classname="verify-mtls-scenario.expect">`) ||
+		!strings.Contains(string(b), `type="FAIL"`) {
+		t.Errorf("junit (%v) lacks the failed --expect testcase:\n%s", err, b)
+	}
 	e.assertGone(t, e.scenarioNamespaces(t))
 }
 

@@ -23,6 +23,8 @@ const (
 	ERSPANIII                       // Ethernet in ERSPAN type III in GRE
 	IPIP                            // IPv4 in IPv4
 	SixInFour                       // IPv6 in IPv4
+	ERSPANI                         // Ethernet in ERSPAN type I: GRE without a sequence number, no ERSPAN header
+	GeneveIP                        // bare IP in Geneve (protocol type 0x0800 or 0x86dd, no Ethernet), with one option
 )
 
 // Tunnel describes the underlay: Client and Server are the outer addresses
@@ -46,7 +48,7 @@ func (w *Writer) wrap(ls []gopacket.SerializableLayer, ethType layers.EthernetTy
 	if !fromClient {
 		src, dst = dst, src
 	}
-	ethernetInside := t.Kind == VXLAN || t.Kind == Geneve || t.Kind == GRETEB || t.Kind == ERSPANII || t.Kind == ERSPANIII
+	ethernetInside := t.Kind == VXLAN || t.Kind == Geneve || t.Kind == GRETEB || t.Kind == ERSPANI || t.Kind == ERSPANII || t.Kind == ERSPANIII
 	if ethernetInside {
 		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 1, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 1, 2}, EthernetType: ethType}
 		ls = append([]gopacket.SerializableLayer{eth}, ls...)
@@ -62,16 +64,20 @@ func (w *Writer) wrap(ls []gopacket.SerializableLayer, ethType layers.EthernetTy
 		v6: layers.IPv6{Version: 6, HopLimit: 64, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}, is6: src.Is6()}
 	out := []gopacket.SerializableLayer{outer.layer()}
 	switch t.Kind {
-	case VXLAN, Geneve:
+	case VXLAN, Geneve, GeneveIP:
 		outer.setProto(layers.IPProtocolUDP)
 		port := t.Port
 		if port == 0 {
 			port = 4789
 		}
 		var hdr gopacket.SerializableLayer = &layers.VXLAN{ValidIDFlag: true, VNI: t.VNI}
-		if t.Kind == Geneve {
+		switch t.Kind {
+		case Geneve:
 			port = 6081
-			hdr = geneveHeader(t.VNI)
+			hdr = geneveHeader(t.VNI, layers.EthernetTypeTransparentEthernetBridging)
+		case GeneveIP:
+			port = 6081
+			hdr = geneveHeader(t.VNI, ethType)
 		}
 		udp := &layers.UDP{SrcPort: layers.UDPPort(49152 + t.VNI%1000), DstPort: layers.UDPPort(port)}
 		if err := udp.SetNetworkLayerForChecksum(outer.layer().(gopacket.NetworkLayer)); err != nil {
@@ -85,6 +91,10 @@ func (w *Writer) wrap(ls []gopacket.SerializableLayer, ethType layers.EthernetTy
 			proto = layers.EthernetTypeTransparentEthernetBridging
 		}
 		out = append(out, &layers.GRE{KeyPresent: true, Key: t.VNI, Protocol: proto})
+	case ERSPANI:
+		// Type I is told from type II by the missing sequence number.
+		outer.setProto(layers.IPProtocolGRE)
+		out = append(out, &layers.GRE{Protocol: layers.EthernetTypeERSPAN})
 	case ERSPANII:
 		outer.setProto(layers.IPProtocolGRE)
 		w.seq++
@@ -129,12 +139,13 @@ func (o *outerIP) setProto(p layers.IPProtocol) {
 	o.v4.Protocol, o.v6.NextHeader = p, p
 }
 
-// geneveHeader is a Geneve header (RFC 8926) carrying Ethernet, with one
-// 8-byte option, written by hand so the options length is exact.
-func geneveHeader(vni uint32) gopacket.Payload {
+// geneveHeader is a Geneve header (RFC 8926) carrying proto (Ethernet
+// 0x6558, or bare IPv4 or IPv6), with one 8-byte option, written by hand so
+// the options length is exact.
+func geneveHeader(vni uint32, proto layers.EthernetType) gopacket.Payload {
 	h := make([]byte, 16)
 	h[0] = 2 // version 0, options length 2 words
-	binary.BigEndian.PutUint16(h[2:4], 0x6558)
+	binary.BigEndian.PutUint16(h[2:4], uint16(proto))
 	h[4], h[5], h[6] = byte(vni>>16), byte(vni>>8), byte(vni)
 	binary.BigEndian.PutUint16(h[8:10], 0x0104) // option class
 	h[10] = 0x01                                // type

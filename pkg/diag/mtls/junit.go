@@ -72,6 +72,18 @@ func (j *JUnit) Add(class, name, failType, message, detail string) {
 	j.Tests++
 }
 
+// AddExpectations appends one testcase per expected pair, named FROM->TO
+// as given, failed (type FAIL) when it was missing or did not pass.
+func (j *JUnit) AddExpectations(class string, es []ExpectationResult) {
+	for _, e := range es {
+		typ := ""
+		if !e.Passed {
+			typ = string(OutcomeFail)
+		}
+		j.Add(class, e.String(), typ, e.Reason, "")
+	}
+}
+
 // Write writes the XML document.
 func (j *JUnit) Write(w io.Writer) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
@@ -111,13 +123,7 @@ func JUnitReport(rep *Report) *JUnit {
 		}
 		j.Add("verify-mtls.pairs", name, typ, msg, strings.Join(lines, "\n"))
 	}
-	for _, e := range rep.Expectations {
-		typ := ""
-		if !e.Passed {
-			typ = string(OutcomeFail)
-		}
-		j.Add("verify-mtls.expect", e.String(), typ, e.Reason, "")
-	}
+	j.AddExpectations("verify-mtls.expect", rep.Expectations)
 	typ := ""
 	if rep.Verdict != OutcomePass {
 		typ = string(rep.Verdict)

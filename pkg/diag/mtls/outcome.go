@@ -36,6 +36,10 @@ type Rules struct {
 type Expectation struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// Namespaces maps a name's namespace part to the namespace it stands
+	// for (verify-mtls scenario's "ambient" and "plain" name namespaces
+	// whose names change every run); a namespace not in it is itself.
+	Namespaces map[string]string `json:"-"`
 }
 
 func (e Expectation) String() string { return e.From + "->" + e.To }
@@ -69,14 +73,19 @@ type NodeCapture struct {
 	Flows   int    `json:"flows"`
 }
 
-// matchName reports whether name (namespace/pod or an address) matches the
-// workload name want.
-func matchName(e Endpoint, want string) bool {
+// Matches reports whether the endpoint (namespace/pod, or an address when
+// it is no pod) is the workload an --expect name means: namespace/pod, pod,
+// or a pod-name prefix followed by "-"; aliases name namespaces
+// (Expectation.Namespaces).
+func (e Endpoint) Matches(want string, aliases map[string]string) bool {
 	if e.Pod == "" {
 		return e.Name == want
 	}
 	pod := want
 	if ns, p, scoped := strings.Cut(want, "/"); scoped {
+		if bound, ok := aliases[ns]; ok {
+			ns = bound
+		}
 		if ns != e.Namespace {
 			return false
 		}
@@ -100,7 +109,7 @@ func (rep *Report) Decide(rules Rules) {
 	for _, e := range rules.Expect {
 		res := ExpectationResult{Expectation: e, Verdict: Info}
 		for _, p := range rep.Pairs {
-			if !matchName(p.Client, e.From) || !matchName(p.Server, e.To) {
+			if !p.Client.Matches(e.From, e.Namespaces) || !p.Server.Matches(e.To, e.Namespaces) {
 				continue
 			}
 			if !res.Seen || p.Verdict.rank() > res.Verdict.rank() {

@@ -47,8 +47,10 @@ func TestMain(m *testing.M) {
 	if benchPath != "" && benchDir != "" {
 		_ = os.RemoveAll(benchDir)
 	}
-	if vxlanBench.dir != "" {
-		_ = os.RemoveAll(vxlanBench.dir)
+	for _, c := range tunnelBench {
+		if c.dir != "" {
+			_ = os.RemoveAll(c.dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -174,37 +176,70 @@ func BenchmarkDecode(b *testing.B) {
 	benchDecode(b, benchCapture(b), benchPkts)
 }
 
-// The tunnel benchmark's capture: the same flows, every packet inside VXLAN
-// (UDP 8472) between two underlay hosts.
+// The tunnel benchmarks' captures: the same flows, every packet inside one
+// encapsulation between two underlay hosts, written once per kind.
 var (
-	benchTunnel *pcapgen.Tunnel // set while writing the tunnel capture
-	vxlanBench  struct {
-		once      sync.Once
-		dir, path string
-		pkts      int
-		err       error
-	}
+	benchTunnel  *pcapgen.Tunnel // set while writing a tunnel capture
+	tunnelBench  = map[pcapgen.TunnelKind]*tunnelCapture{}
+	tunnelBenchM sync.Mutex
 )
+
+type tunnelCapture struct {
+	dir, path string
+	pkts      int
+	err       error
+}
+
+// benchTunnelCapture writes the benchmark capture inside t once.
+func benchTunnelCapture(t pcapgen.Tunnel) (string, int, error) {
+	tunnelBenchM.Lock()
+	defer tunnelBenchM.Unlock()
+	if c := tunnelBench[t.Kind]; c != nil {
+		return c.path, c.pkts, c.err
+	}
+	c := &tunnelCapture{}
+	tunnelBench[t.Kind] = c
+	if c.dir, c.err = os.MkdirTemp("", "pcap-bench-tunnel-"); c.err != nil {
+		return "", 0, c.err
+	}
+	c.path = filepath.Join(c.dir, "tunnel.pcap")
+	t.Client, t.Server = netip.MustParseAddr("192.168.7.1"), netip.MustParseAddr("192.168.7.2")
+	benchTunnel = &t
+	defer func() { benchTunnel = nil }()
+	c.pkts, c.err = writeBenchCapture(c.path)
+	return c.path, c.pkts, c.err
+}
 
 // BenchmarkDecodeVXLAN is BenchmarkDecode with every packet inside VXLAN:
 // the tunnel path (outer headers through gopacket's layers, the VXLAN
 // header, then the inner packet through the hand-written parser).
 func BenchmarkDecodeVXLAN(b *testing.B) {
 	recordings(b)
-	v := &vxlanBench
-	v.once.Do(func() {
-		if v.dir, v.err = os.MkdirTemp("", "pcap-bench-vxlan-"); v.err != nil {
-			return
-		}
-		v.path = filepath.Join(v.dir, "vxlan.pcap")
-		benchTunnel = &pcapgen.Tunnel{Kind: pcapgen.VXLAN, Client: netip.MustParseAddr("192.168.7.1"), Server: netip.MustParseAddr("192.168.7.2"), Port: 8472, VNI: 1}
-		defer func() { benchTunnel = nil }()
-		v.pkts, v.err = writeBenchCapture(v.path)
-	})
-	if v.err != nil {
-		b.Fatal(v.err)
+	path, pkts, err := benchTunnelCapture(pcapgen.Tunnel{Kind: pcapgen.VXLAN, Port: 8472, VNI: 1})
+	if err != nil {
+		b.Fatal(err)
 	}
-	benchDecode(b, v.path, v.pkts)
+	benchDecode(b, path, pkts)
+}
+
+// BenchmarkDecodeTunnel is BenchmarkDecode inside the encapsulations whose
+// decoding differs from VXLAN's: Geneve with bare IP inside (no inner
+// Ethernet) and ERSPAN type I (GRE through gopacket's layer, no ERSPAN
+// header); both must stay at 0 allocations per packet.
+func BenchmarkDecodeTunnel(b *testing.B) {
+	recordings(b)
+	for _, tc := range []struct {
+		name string
+		kind pcapgen.TunnelKind
+	}{{"geneve-ip", pcapgen.GeneveIP}, {"erspan-i", pcapgen.ERSPANI}} {
+		b.Run(tc.name, func(b *testing.B) {
+			path, pkts, err := benchTunnelCapture(pcapgen.Tunnel{Kind: tc.kind, VNI: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchDecode(b, path, pkts)
+		})
+	}
 }
 
 // benchDecode decodes the capture at path (of pkts packets) b.N times and

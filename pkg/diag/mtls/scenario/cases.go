@@ -86,7 +86,7 @@ func podAddr(p *corev1.Pod) netip.Addr {
 // capture pod per node, in a capture namespace of the run's own, never in
 // the workload namespaces) and, once every capture pod runs, sends each
 // case's traffic; it returns the verdict report.
-func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, res *Result, cases []Case, pods map[string]*corev1.Pod) (*mtls.Report, error) {
+func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, res *Result, cases []Case, pods map[string]*corev1.Pod, rules mtls.Rules) (*mtls.Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var live *mtls.LiveResult
@@ -116,10 +116,10 @@ func (o *Options) captureTraffic(ctx context.Context, cfg *rest.Config, kc kuber
 	}
 	stats := live.Stats
 	stats.Flows = len(live.Flows)
-	rep := mtls.JudgeCapture(live.Flows, stats, mtls.PodMapFromPods(list), mtls.Rules{})
+	rep := mtls.JudgeCapture(live.Flows, stats, mtls.PodMapFromPods(list), rules)
 	if len(live.PerNode) > 0 {
 		rep.Nodes = live.PerNode
-		rep.Decide(mtls.Rules{})
+		rep.Decide(rules)
 	}
 	return rep, nil
 }

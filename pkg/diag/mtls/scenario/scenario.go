@@ -4,8 +4,9 @@
 // it, and judges every client -> server case both ways with pkg/diag/mtls.
 // One file per step: deploy.go (access check, nodes, namespaces, pods, the
 // wait for istio-cni), cases.go (the case matrix, the capture and the
-// traffic), judge.go (each case against the verdict report) and cleanup.go
-// (what a run or an interrupted run leaves behind).
+// traffic), judge.go (each case against the verdict report), expect.go
+// (the expected pairs and --require-pqc, judged by pkg/diag/mtls's rules)
+// and cleanup.go (what a run or an interrupted run leaves behind).
 package scenario
 
 import (
@@ -91,6 +92,13 @@ type Options struct {
 	PodTimeout time.Duration
 	// Keep leaves the namespaces and pods in place for inspection.
 	Keep bool
+	// Expect lists client -> server pairs that must appear in the capture
+	// and pass, as verify-mtls --expect judges them; names are those of
+	// Workloads (CheckExpectation).
+	Expect []mtls.Expectation
+	// RequirePQC fails HBONE handshakes that negotiated a classical (not
+	// post-quantum hybrid) key exchange, as verify-mtls --require-pqc.
+	RequirePQC bool
 	// Suffix names the run (random when empty).
 	Suffix   string
 	Progress io.Writer
@@ -131,6 +139,11 @@ type Result struct {
 	Reasons []string     `json:"reasons,omitempty"`
 	// Passed is Verdict == PASS (kept for scripts that read the boolean).
 	Passed bool `json:"passed"`
+	// RequirePQC is set when the run refused classical key exchanges.
+	RequirePQC bool `json:"requirePQC,omitempty"`
+	// Expectations are the expected pairs and what became of them (named
+	// as given: ambient/..., plain/...).
+	Expectations []mtls.ExpectationResult `json:"expectations,omitempty"`
 	// Capture is the verdict report of everything captured.
 	Capture *mtls.Report `json:"capture,omitempty"`
 	// Kept is true when the resources were left in place (--keep).
@@ -158,7 +171,12 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	o.Progress = &prefixWriter{mu: new(sync.Mutex), w: o.Progress}
 	progress := o.Progress
 	mesh, plain := "ambient-verify-"+o.Suffix, "ambient-verify-plain-"+o.Suffix
-	res = &Result{Namespaces: []string{mesh, plain}, Port: o.Port, Kept: o.Keep}
+	res = &Result{Namespaces: []string{mesh, plain}, Port: o.Port, Kept: o.Keep, RequirePQC: o.RequirePQC}
+	for _, e := range o.Expect {
+		if err := CheckExpectation(e); err != nil {
+			return nil, err
+		}
+	}
 
 	// Refuse before the first write, naming every missing permission.
 	if err := checkAccess(ctx, kc, mesh, plain, capture.NamespaceName(o.Suffix)); err != nil {
@@ -211,11 +229,12 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	}
 
 	cases := scenarioCases(plan, pods, len(nodes))
-	judged, err := o.captureTraffic(ctx, cfg, kc, res, cases, pods)
+	judged, err := o.captureTraffic(ctx, cfg, kc, res, cases, pods, o.rules(mesh, plain))
 	if err != nil {
 		return nil, err
 	}
 	res.Capture = judged
+	res.Expectations = judged.Expectations
 	res.Cases = cases
 	for i := range res.Cases {
 		judgeCase(&res.Cases[i], judged, uint16(o.Port)) //nolint:gosec // G115: the port is validated to 1-65535
@@ -224,12 +243,18 @@ func Run(ctx context.Context, cfg *rest.Config, kc kubernetes.Interface, o Optio
 	return res, nil
 }
 
-// decide sets the run's verdict from its cases, as verify-mtls does from
-// its rows: a failed case fails the run; otherwise an unproven case makes
-// it INCONCLUSIVE, naming the nodes whose capture saw nothing.
+// decide sets the run's verdict from its cases and expected pairs, as
+// verify-mtls does from its rows: a failed case or expected pair fails the
+// run; otherwise an unproven case makes it INCONCLUSIVE, naming the nodes
+// whose capture saw nothing.
 func (res *Result) decide() {
 	res.Reasons = nil
 	var failed, unproven []string
+	for _, e := range res.Expectations {
+		if !e.Passed {
+			failed = append(failed, e.Reason)
+		}
+	}
 	for _, c := range res.Cases {
 		line := c.From + " -> " + c.To + " (" + c.Placement + "): " + c.Reason
 		switch c.Result {

@@ -7,11 +7,13 @@
 // CONNECT to podIP:port on 15008), otherwise it sends it in plaintext to the
 // app port; either way from the client pod's IP inside the lab's pod
 // network namespace. --broken plays a dataplane that bypasses ztunnel
-// (plaintext between enrolled pods). Never run it against a real cluster.
+// (plaintext between enrolled pods); --classical offers only a classical
+// key exchange (X25519) in the HBONE handshake. Never run it against a real cluster.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +38,7 @@ func main() {
 	flag.StringVar(&o.pod, "pod", "", "client pod name")
 	flag.StringVar(&o.target, "target", "", "server pod ip:port")
 	flag.BoolVar(&o.broken, "broken", false, "bypass the mesh: plaintext even between enrolled pods")
+	flag.BoolVar(&o.classical, "classical", false, "offer only the classical X25519 key exchange (no post-quantum hybrid) in the HBONE handshake")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -49,7 +52,7 @@ func main() {
 
 type options struct {
 	kubeconfig, netns, caDir, namespace, pod, target string
-	broken                                           bool
+	broken, classical                                bool
 }
 
 func (o options) run(ctx context.Context) (string, error) {
@@ -106,7 +109,13 @@ func (o options) run(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cl, err := hbonesim.DialClient(ctx, net.JoinHostPort(host, fmt.Sprint(hbonesim.Port)), ca.ClientConfig(cert, ca.SPIFFEID(dstNS, saName(dstSA))), dial)
+	tlsCfg := ca.ClientConfig(cert, ca.SPIFFEID(dstNS, saName(dstSA)))
+	if o.classical {
+		// A ztunnel built without post-quantum support: the server can only
+		// pick a classical group.
+		tlsCfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
+	cl, err := hbonesim.DialClient(ctx, net.JoinHostPort(host, fmt.Sprint(hbonesim.Port)), tlsCfg, dial)
 	if err != nil {
 		return "", err
 	}
