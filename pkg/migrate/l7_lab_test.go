@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"slices"
@@ -305,11 +306,55 @@ func TestEnrollL7Order(t *testing.T) {
 	}
 	diffState(t, "second enroll", cluster(t, lab, ns), mid)
 
-	// Unenroll restores every object exactly.
-	if _, err := migrate.UnenrollNamespaces(ctx, lab.Clients, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: []string{ns}}}); err != nil {
-		t.Fatalf("unenroll: %v", err)
+	// The unenroll dry run lists the L7 restore in order and writes nothing;
+	// the real run then takes exactly those steps and restores every
+	// object exactly.
+	dry := unenrollJSON(t, lab, ns, "--dry-run")
+	if dry.Outcome != migrate.OutcomeWouldUnenroll {
+		t.Errorf("dry-run outcome %q", dry.Outcome)
+	}
+	wantSteps := []string{"restore AuthorizationPolicy api-read", "restore AuthorizationPolicy deny-debug", "label Namespace " + ns,
+		"delete AuthorizationPolicy api-read-waypoint", "delete AuthorizationPolicy deny-debug-waypoint", "delete Gateway waypoint", "unjournal Namespace " + ns}
+	if got := stepHeads(dry.Steps); !slices.Equal(got, wantSteps) {
+		t.Errorf("dry-run steps\n got %v\nwant %v", got, wantSteps)
+	}
+	if l := dry.Steps[2].Detail; !strings.Contains(l, ambient.LabelUseWaypoint+"-") || !strings.Contains(l, ambient.LabelInjection+"=enabled") || !strings.Contains(l, ambient.LabelDataplaneMode+"-") {
+		t.Errorf("dry-run label step does not say which labels change: %q", l)
+	}
+	diffState(t, "after unenroll dry-run", cluster(t, lab, ns), mid)
+	table, _, err := run(t, lab.Kubeconfig, "unenroll", "namespace", ns, "--dry-run")
+	if err != nil || !strings.Contains(table, "steps, in the order unenroll takes them") || !strings.Contains(table, "6. delete Gateway waypoint (the waypoint enroll created)") {
+		t.Errorf("dry-run table: %v\n%s", err, table)
+	}
+	real := unenrollJSON(t, lab, ns)
+	if !reflect.DeepEqual(real.Steps, dry.Steps) {
+		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", real.Steps, dry.Steps)
 	}
 	diffState(t, "after unenroll", cluster(t, lab, ns), before)
+}
+
+// unenrollJSON runs the unenroll command on one namespace with -o json and
+// returns its result.
+func unenrollJSON(t *testing.T, lab *kubelab.Lab, ns string, args ...string) migrate.Result {
+	t.Helper()
+	out, errOut, err := run(t, lab.Kubeconfig, append([]string{"unenroll", "namespace", ns, "-o", "json"}, args...)...)
+	if err != nil {
+		t.Fatalf("unenroll %v: %v\n%s", args, err, errOut)
+	}
+	var rep struct{ Results []migrate.Result }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 1 {
+		t.Fatalf("unenroll %v -o json: %v\n%s", args, err, out)
+	}
+	return rep.Results[0]
+}
+
+// stepHeads is each step without its detail.
+func stepHeads(steps []migrate.UnenrollStep) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.Action + " " + s.Kind + " " + s.Name
+	}
+	return out
 }
 
 // TestEnrollL7Interrupted cancels the enrollment at each journaled phase
