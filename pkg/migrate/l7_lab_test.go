@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -453,5 +455,71 @@ func TestEnrollL7NeverProgrammed(t *testing.T) {
 	l, _ := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).List(ctx, metav1.ListOptions{})
 	if len(l.Items) != 3 {
 		t.Errorf("policies: %d, want the 3 originals and no copy", len(l.Items))
+	}
+}
+
+// TestEnrollL7LargeJournal: when the moved originals do not fit the
+// journal's annotation budget (128 KiB), enroll keeps them in a ConfigMap
+// the journal names; unenroll's dry run lists that ConfigMap's deletion,
+// and the real run restores every original from it and removes it.
+func TestEnrollL7LargeJournal(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	startCNI(t, lab)
+	startWaypoints(t, lab, waypointsim.Options{})
+	ns := l7Namespace(t, lab)
+	ctx := context.Background()
+	paths := make([]any, 3000)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/archive/%04d/%s", i, strings.Repeat("x", 40))
+	}
+	big := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+		"metadata": map[string]any{"name": "deny-archive"},
+		"spec":     map[string]any{"action": "DENY", "rules": []any{map[string]any{"to": []any{map[string]any{"operation": map[string]any{"paths": paths}}}}}}}}
+	if _, err := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).Create(ctx, big, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := cluster(t, lab, ns)
+
+	if _, err := enrollL7(ctx, lab, ns, nil); err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	n := getNS(t, lab, ns)
+	if l := len(n.Annotations[migrate.AnnotationJournal]); l > 128<<10 {
+		t.Errorf("journal annotation is %d bytes, over the 128 KiB budget", l)
+	}
+	j, _, err := migrate.ReadJournal(n.Annotations)
+	if err != nil || j.OriginalsConfigMap != migrate.OriginalsConfigMap || len(j.Moves) != 3 {
+		t.Fatalf("journal %+v (%v): want 3 moves with the originals in ConfigMap %s", j, err, migrate.OriginalsConfigMap)
+	}
+	for _, m := range j.Moves {
+		if m.Object != nil {
+			t.Errorf("original %s still kept in the annotation", m.Original)
+		}
+	}
+	cm, err := lab.Clients.Kube.CoreV1().ConfigMaps(ns).Get(ctx, migrate.OriginalsConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("originals ConfigMap: %v", err)
+	}
+	if data := cm.Data["originals.json"]; len(data) <= 128<<10 || !strings.Contains(data, "/archive/2999/") || cm.Labels[migrate.LabelManagedBy] != migrate.ManagedByValue {
+		t.Errorf("originals ConfigMap holds %d bytes, labels %v: want the whole deny-archive original, labelled as ours", len(data), cm.Labels)
+	}
+	if _, err := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).Get(ctx, "deny-archive", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("original deny-archive not deleted after enroll: %v", err)
+	}
+
+	dry := unenrollJSON(t, lab, ns, "--dry-run")
+	heads := stepHeads(dry.Steps)
+	iCM := slices.Index(heads, "delete ConfigMap "+migrate.OriginalsConfigMap)
+	if iCM < 0 || iCM != len(heads)-2 || !slices.Contains(heads, "restore AuthorizationPolicy deny-archive") {
+		t.Errorf("dry-run steps %v: want deny-archive restored and the ConfigMap deleted just before the journal", heads)
+	}
+	real := unenrollJSON(t, lab, ns)
+	if !reflect.DeepEqual(real.Steps, dry.Steps) {
+		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", real.Steps, dry.Steps)
+	}
+	diffState(t, "after unenroll", cluster(t, lab, ns), before)
+	if _, err := lab.Clients.Kube.CoreV1().ConfigMaps(ns).Get(ctx, migrate.OriginalsConfigMap, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("originals ConfigMap left behind: %v", err)
 	}
 }
