@@ -523,3 +523,70 @@ func TestEnrollL7LargeJournal(t *testing.T) {
 		t.Errorf("originals ConfigMap left behind: %v", err)
 	}
 }
+
+// TestUnenrollRestoredUseWaypointGate: a journal whose previous
+// istio.io/use-waypoint names the user's own waypoint restores it only once
+// that waypoint is Programmed. The dry run lists the wait; with no
+// controller programming it, unenroll stops with the reason and writes
+// nothing; once it is Programmed, unenroll restores the label with the
+// steps the dry run listed.
+func TestUnenrollRestoredUseWaypointGate(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	ctx := context.Background()
+	ns := lab.Namespace(t, map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient})
+	legacy, err := waypoint.Build(gvrGW.GroupVersion(), ns, "legacy", "namespace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j := `{"v":1,"time":"2026-01-01T00:00:00Z","previousLabels":{"` + ambient.LabelDataplaneMode + `":null,"` + ambient.LabelInjection + `":null,"` +
+		ambient.LabelRev + `":null,"` + ambient.LabelUseWaypoint + `":"legacy"},"added":{"` + ambient.LabelDataplaneMode + `":"ambient"}}`
+	n := getNS(t, lab, ns)
+	n.Annotations = map[string]string{migrate.AnnotationJournal: j}
+	if _, err := lab.Clients.Kube.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := cluster(t, lab, ns)
+	opts := migrate.UnenrollOptions{GatewayGVR: gvrGW, WaypointTimeout: 2 * time.Second}
+
+	dryOpts := opts
+	dryOpts.DryRun = true
+	dry, err := migrate.Unenroll(ctx, lab.Clients.Kube, lab.Clients.Dynamic, []string{ns}, dryOpts)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if got, want := stepHeads(dry[0].Steps), []string{"wait Gateway legacy", "label Namespace " + ns}; !slices.Equal(got, want) {
+		t.Fatalf("dry-run steps %v, want %v", got, want)
+	}
+	if d := dry[0].Steps[0].Detail; !strings.Contains(d, "Programmed=Unknown (Pending) now") {
+		t.Errorf("dry-run wait step does not say the waypoint is not Programmed now: %q", d)
+	}
+
+	res, err := migrate.Unenroll(ctx, lab.Clients.Kube, lab.Clients.Dynamic, []string{ns}, opts)
+	if err == nil || res[0].Outcome != migrate.OutcomeFailed || !strings.Contains(res[0].Error, migrate.ErrWaypointNotReady.Error()) ||
+		!strings.Contains(res[0].Error, "legacy") {
+		t.Fatalf("unenroll with the waypoint not Programmed: %+v, %v; want it stopped naming the waypoint", res, err)
+	}
+	diffState(t, "after the refused unenroll", cluster(t, lab, ns), before)
+
+	startWaypoints(t, lab, waypointsim.Options{Delay: 300 * time.Millisecond})
+	opts.WaypointTimeout = 30 * time.Second
+	res, err = migrate.Unenroll(ctx, lab.Clients.Kube, lab.Clients.Dynamic, []string{ns}, opts)
+	if err != nil {
+		t.Fatalf("unenroll once the waypoint comes up: %v", err)
+	}
+	if got, want := stepHeads(res[0].Steps), stepHeads(dry[0].Steps); !slices.Equal(got, want) {
+		t.Errorf("steps taken %v, listed %v", got, want)
+	}
+	n = getNS(t, lab, ns)
+	if n.Labels[ambient.LabelUseWaypoint] != "legacy" || n.Labels[ambient.LabelDataplaneMode] != "" || n.Annotations[migrate.AnnotationJournal] != "" {
+		t.Errorf("namespace after unenroll: labels %v, annotations %v; want use-waypoint=legacy back, no ambient label, no journal", n.Labels, n.Annotations)
+	}
+	gw, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Get(ctx, "legacy", metav1.GetOptions{})
+	if err != nil || !waypoint.IsProgrammed(gw) {
+		t.Errorf("use-waypoint restored to a waypoint that is not Programmed: %v", err)
+	}
+}

@@ -380,7 +380,7 @@ func readUnenrollFacts(ctx context.Context, kc kubernetes.Interface, dc dynamic.
 			st, r, _ := waypoint.Programmed(gw)
 			f.Programmed[wp] = string(st)
 			if st != metav1.ConditionTrue && r != "" {
-				f.Programmed[wp] += " " + r
+				f.Programmed[wp] += " (" + r + ")"
 			}
 		}
 	}
