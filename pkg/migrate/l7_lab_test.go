@@ -328,9 +328,9 @@ func TestEnrollL7Order(t *testing.T) {
 	if err != nil || !strings.Contains(table, "steps, in the order unenroll takes them") || !strings.Contains(table, "6. delete Gateway waypoint (the waypoint enroll created)") {
 		t.Errorf("dry-run table: %v\n%s", err, table)
 	}
-	real := unenrollJSON(t, lab, ns)
-	if !reflect.DeepEqual(real.Steps, dry.Steps) {
-		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", real.Steps, dry.Steps)
+	taken := unenrollJSON(t, lab, ns)
+	if !reflect.DeepEqual(taken.Steps, dry.Steps) {
+		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", taken.Steps, dry.Steps)
 	}
 	diffState(t, "after unenroll", cluster(t, lab, ns), before)
 }
@@ -514,9 +514,9 @@ func TestEnrollL7LargeJournal(t *testing.T) {
 	if iCM < 0 || iCM != len(heads)-2 || !slices.Contains(heads, "restore AuthorizationPolicy deny-archive") {
 		t.Errorf("dry-run steps %v: want deny-archive restored and the ConfigMap deleted just before the journal", heads)
 	}
-	real := unenrollJSON(t, lab, ns)
-	if !reflect.DeepEqual(real.Steps, dry.Steps) {
-		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", real.Steps, dry.Steps)
+	taken := unenrollJSON(t, lab, ns)
+	if !reflect.DeepEqual(taken.Steps, dry.Steps) {
+		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", taken.Steps, dry.Steps)
 	}
 	diffState(t, "after unenroll", cluster(t, lab, ns), before)
 	if _, err := lab.Clients.Kube.CoreV1().ConfigMaps(ns).Get(ctx, migrate.OriginalsConfigMap, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
