@@ -139,7 +139,7 @@ func (r resultsTable) PrintTable(w io.Writer) error {
 	for i, res := range r.Results {
 		rs[i] = res
 		if len(res.Steps) > 0 {
-			rs[i].Message = fmt.Sprintf("%d steps, listed below", len(res.Steps))
+			rs[i].Message = fmt.Sprintf("%d step(s), listed below", len(res.Steps))
 			if res.Outcome == migrate.OutcomeFailed {
 				rs[i].Message = ""
 			}
