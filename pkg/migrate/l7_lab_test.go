@@ -570,6 +570,9 @@ func TestUnenrollRestoredUseWaypointGate(t *testing.T) {
 		!strings.Contains(res[0].Error, "legacy") {
 		t.Fatalf("unenroll with the waypoint not Programmed: %+v, %v; want it stopped naming the waypoint", res, err)
 	}
+	if !errors.Is(err, migrate.ErrWaypointNotReady) || !errors.Is(err, waypoint.ErrNotProgrammed) {
+		t.Errorf("unenroll's error %v does not carry the conditions the command maps to --timeout", err)
+	}
 	diffState(t, "after the refused unenroll", cluster(t, lab, ns), before)
 
 	startWaypoints(t, lab, waypointsim.Options{Delay: 300 * time.Millisecond})

@@ -340,7 +340,12 @@ func readUnenrollFacts(ctx context.Context, kc kubernetes.Interface, dc dynamic.
 			return f, errors.New("the journal holds moved AuthorizationPolicies but the API server does not serve them; install Istio's CRDs first")
 		}
 		mv, err := j.originals(ctx, kc, ns.Name)
-		if err != nil {
+		switch {
+		case err != nil && j.Phase == PhaseUnenrolling && j.OriginalsConfigMap != "" && apierrors.IsNotFound(err):
+			// An interrupted unenroll deleted the ConfigMap, which it does
+			// only after every original is back.
+			f.OriginalsGone = true
+		case err != nil:
 			return f, err
 		}
 		f.Originals = mv

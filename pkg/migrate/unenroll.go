@@ -44,12 +44,13 @@ func Unenroll(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 		opts.Workers = 32
 	}
 	results := make([]Result, len(names))
+	errs := make([]error, len(names))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range min(opts.Workers, max(1, len(names))) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i] = unenrollOne(ctx, kc, dc, names[i], opts)
+				results[i], errs[i] = unenrollOne(ctx, kc, dc, names[i], opts)
 			}
 		})
 	}
@@ -58,20 +59,22 @@ func Unenroll(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 	}
 	close(jobs)
 	wg.Wait()
-	var errs []error
-	for _, r := range results {
+	var failed []error
+	for i, r := range results {
 		if r.Error != "" {
-			errs = append(errs, fmt.Errorf("unenroll namespace %q: %s", r.Namespace, r.Error))
+			// Wrapped, so the command layer sees the condition (a
+			// waypoint not Programmed in time, a missing right).
+			failed = append(failed, fmt.Errorf("unenroll namespace %q: %s%w", r.Namespace, r.Error, silent{errs[i]}))
 		}
 	}
-	return results, errors.Join(errs...)
+	return results, errors.Join(failed...)
 }
 
-func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, name string, opts UnenrollOptions) Result {
+func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, name string, opts UnenrollOptions) (Result, error) {
 	res := Result{Namespace: name}
 	if err := ctx.Err(); err != nil {
 		res.Outcome, res.Error = OutcomeNotStarted, err.Error()
-		return res
+		return res, err
 	}
 	nsMissing := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -119,13 +122,20 @@ func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interf
 		} else {
 			res.Error = err.Error()
 		}
-		return res
+		return res, err
 	}
 	if !opts.DryRun && res.Outcome == OutcomeUnenrolled {
 		opts.Observer.emit(StepUnenrolled, name, res.Message)
 	}
-	return res
+	return res, nil
 }
+
+// silent wraps an error so that it matches errors.Is and errors.As but adds
+// nothing to the message that already quotes it.
+type silent struct{ err error }
+
+func (s silent) Error() string { return "" }
+func (s silent) Unwrap() error { return s.err }
 
 // describeLabelPatch renders a merge-patch label map as kubectl label
 // arguments: "a=b c-", sorted by key.

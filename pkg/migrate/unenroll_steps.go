@@ -52,6 +52,10 @@ type UnenrollFacts struct {
 	// Waypoints holds, for each waypoint the journal names that exists,
 	// whether it carries our managed-by label.
 	Waypoints map[string]bool
+	// OriginalsGone says the originals ConfigMap is gone after an
+	// interrupted unenroll (which deletes it only once every original is
+	// back): nothing to restore from it, nothing to delete.
+	OriginalsGone bool
 	// Programmed holds, for the waypoint a restored use-waypoint label
 	// names, its Programmed condition as read ("" when missing).
 	Programmed map[string]string
@@ -120,7 +124,7 @@ func PlanNamespaceUnenroll(n NamespaceInfo, f UnenrollFacts) ([]UnenrollStep, er
 	}
 	steps = append(steps, waypointSteps(j, f)...)
 	if l7 {
-		if j.OriginalsConfigMap != "" {
+		if j.OriginalsConfigMap != "" && !f.OriginalsGone {
 			steps = append(steps, UnenrollStep{Action: UnenrollDelete, Kind: "ConfigMap", Name: j.OriginalsConfigMap,
 				Detail: "held the journaled originals"})
 		}

@@ -56,6 +56,18 @@ func TestPlanNamespaceUnenroll(t *testing.T) {
 		t.Errorf("kept copy's reason %q", d)
 	}
 
+	// An interrupted unenroll deleted the ConfigMap (only ever after every
+	// original is back): nothing to restore, nothing to delete.
+	gone := facts
+	gone.Originals, gone.OriginalsGone = nil, true
+	interrupted := l7
+	interrupted.Phase = migrate.PhaseUnenrolling
+	steps, _ = migrate.PlanNamespaceUnenroll(migrate.NamespaceInfo{Name: "shop", Annotations: journalAnn(t, interrupted)}, gone)
+	want = []string{"label Namespace shop", "delete AuthorizationPolicy a-waypoint", "keep AuthorizationPolicy b-waypoint", "delete Gateway waypoint", "unjournal Namespace shop"}
+	if got := heads(steps); !slices.Equal(got, want) {
+		t.Errorf("after an interrupted unenroll\n got %v\nwant %v", got, want)
+	}
+
 	// The waypoint lost our label: kept, saying so.
 	f := facts
 	f.Waypoints = map[string]bool{"waypoint": false}
