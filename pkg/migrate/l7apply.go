@@ -510,7 +510,12 @@ func runUnenrollStep(ctx context.Context, kc kubernetes.Interface, dc dynamic.In
 			err = kc.CoreV1().ConfigMaps(ns.Name).Delete(ctx, s.Name, metav1.DeleteOptions{})
 		}
 		if err := notFoundOK(err); err != nil {
-			return fmt.Errorf("delete %s %s/%s: %w", s.Kind, ns.Name, s.Name, err)
+			fix := "run unenroll again"
+			if j == nil || len(j.Moves) == 0 {
+				// The journal went with the labels: a re-run has nothing to go on.
+				fix = fmt.Sprintf("the labels are restored; delete it by hand: kubectl delete %s -n %s %s", strings.ToLower(s.Kind), ns.Name, s.Name)
+			}
+			return fmt.Errorf("delete %s %s/%s: %w; %s", s.Kind, ns.Name, s.Name, err, fix)
 		}
 	case UnenrollUnjournal:
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationJournal: nil}}})
