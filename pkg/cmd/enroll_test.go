@@ -21,6 +21,7 @@ func TestEnrollUsageErrors(t *testing.T) {
 		{"bad workers", []string{"enroll", "namespace", "shop", "--workers", "0"}, "--workers must be at least 1"},
 		{"bare enroll", []string{"enroll"}, "kubectl ambient enroll namespace NS"},
 		{"unenroll nothing", []string{"unenroll", "namespace"}, "--selector or --all"},
+		{"unenroll bad timeout", []string{"unenroll", "namespace", "shop", "--timeout", "0s"}, "--timeout must be positive"},
 		{"status bad output", []string{"enroll", "status", "-o", "wide"}, "unknown output format"},
 	}
 	for _, tt := range tests {

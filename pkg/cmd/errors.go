@@ -94,6 +94,7 @@ var flagHints = []flagHint{
 	{migrate.ErrNoGatewayAPI, "install them or drop --waypoint"},
 	{migrate.ErrBlocked, "or pass --force to enroll anyway"},
 	{waypoint.ErrInUse, "or pass --force to delete it anyway"},
+	{waypoint.ErrNotProgrammed, "or raise --timeout"},
 
 	// check, precheck (through checker.Runner.ErrorHint).
 	{meshchecks.ErrNamespaceNotFound, "check --namespace"},

@@ -94,6 +94,21 @@ func TestFakeEnrollNoneMatchedNamesTheFlag(t *testing.T) {
 	}
 }
 
+// TestFakeUnenrollDryRunTable: the table lists each namespace's steps,
+// numbered, in the order unenroll takes them.
+func TestFakeUnenrollDryRunTable(t *testing.T) {
+	f := kubefake.New([]runtime.Object{ns("mesh", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient})}, nil).AllowAll()
+	out, errOut, err := runFake(t, f, "unenroll", "namespace", "mesh", "--dry-run")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	for _, want := range []string{"mesh: steps, in the order unenroll takes them:", "1. label Namespace mesh (" + ambient.LabelDataplaneMode + "-; no journal found", "1 step(s), listed below"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestFakeUnenrollAll(t *testing.T) {
 	f := kubefake.New([]runtime.Object{ns("mesh", map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient}), ns("other", nil)}, nil).AllowAll()
 	out, errOut, err := runFake(t, f, "unenroll", "namespace", "--all", "-o", "json")

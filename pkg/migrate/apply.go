@@ -85,6 +85,8 @@ type Result struct {
 	Outcome   string `json:"outcome"`
 	Message   string `json:"message,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Steps are unenroll's steps: the ones it would take (dry run) or took.
+	Steps []UnenrollStep `json:"steps,omitempty"`
 }
 
 // Access is one permission a run needs.
@@ -132,6 +134,12 @@ func EnrollAccess(plan *Plan, verify, restart bool) []Access {
 			need = append(need, Access{Verb: "list", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name},
 				Access{Verb: "watch", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name},
 				Access{Verb: "get", Group: plan.GatewayGVR.Group, Resource: plan.GatewayGVR.Resource, Namespace: n.Name})
+			if journalNeedsConfigMap(n.Moves) {
+				// The originals go to a ConfigMap the journal names.
+				for _, v := range []string{"create", "get", "update"} {
+					need = append(need, Access{Verb: v, Resource: "configmaps", Namespace: n.Name})
+				}
+			}
 		}
 		if restart && n.Pods.Sidecar > 0 {
 			for _, r := range []string{"deployments", "statefulsets", "daemonsets"} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"sync"
 	"testing"
@@ -139,11 +140,26 @@ spec:
 	}
 	sort.Slice(beyond, func(i, j int) bool { return beyond[i] < beyond[j] })
 	sort.Slice(wait, func(i, j int) bool { return wait[i] < wait[j] })
+	tDry := time.Now()
+	dry, err := migrate.UnenrollNamespaces(ctx, c, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: names}, Workers: 32, DryRun: true})
+	if err != nil {
+		t.Fatalf("unenroll dry run: %v", err)
+	}
+	dryTime := time.Since(tDry)
 	t3 := time.Now()
-	if _, err := migrate.UnenrollNamespaces(ctx, c, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: names}, Workers: 32}); err != nil {
+	rep, err := migrate.UnenrollNamespaces(ctx, c, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: names}, Workers: 32})
+	if err != nil {
 		t.Fatalf("unenroll: %v", err)
 	}
 	unenroll := time.Since(t3)
+	steps := 0
+	for i := range rep.Results {
+		steps += len(rep.Results[i].Steps)
+		if !reflect.DeepEqual(rep.Results[i].Steps, dry.Results[i].Steps) {
+			t.Errorf("namespace %s: unenroll took other steps than its dry run listed", rep.Results[i].Namespace)
+		}
+	}
+	t.Logf("unenroll --dry-run of %d namespaces (%d steps listed, the label patches dry-run by the API server): %s", nsCount, steps, dryTime.Round(time.Millisecond))
 	t.Logf("%d namespaces, %d policies moved: snapshot read %s, plan %s; enroll total %s (verification and original deletion included)", nsCount, moves, read.Round(time.Millisecond), planTime.Round(time.Microsecond), total.Round(time.Millisecond))
 	t.Logf("per namespace beyond waypoint readiness: median %s, p90 %s, max %s; waypoint wait (stand-in istiod): median %s, max %s",
 		beyond[len(beyond)/2].Round(time.Millisecond), beyond[len(beyond)*9/10].Round(time.Millisecond), beyond[len(beyond)-1].Round(time.Millisecond),

@@ -2,7 +2,9 @@ package migrate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -305,11 +308,55 @@ func TestEnrollL7Order(t *testing.T) {
 	}
 	diffState(t, "second enroll", cluster(t, lab, ns), mid)
 
-	// Unenroll restores every object exactly.
-	if _, err := migrate.UnenrollNamespaces(ctx, lab.Clients, migrate.UnenrollConfig{Selection: migrate.UnenrollSelection{Names: []string{ns}}}); err != nil {
-		t.Fatalf("unenroll: %v", err)
+	// The unenroll dry run lists the L7 restore in order and writes nothing;
+	// the real run then takes exactly those steps and restores every
+	// object exactly.
+	dry := unenrollJSON(t, lab, ns, "--dry-run")
+	if dry.Outcome != migrate.OutcomeWouldUnenroll {
+		t.Errorf("dry-run outcome %q", dry.Outcome)
+	}
+	wantSteps := []string{"restore AuthorizationPolicy api-read", "restore AuthorizationPolicy deny-debug", "label Namespace " + ns,
+		"delete AuthorizationPolicy api-read-waypoint", "delete AuthorizationPolicy deny-debug-waypoint", "delete Gateway waypoint", "unjournal Namespace " + ns}
+	if got := stepHeads(dry.Steps); !slices.Equal(got, wantSteps) {
+		t.Errorf("dry-run steps\n got %v\nwant %v", got, wantSteps)
+	}
+	if l := dry.Steps[2].Detail; !strings.Contains(l, ambient.LabelUseWaypoint+"-") || !strings.Contains(l, ambient.LabelInjection+"=enabled") || !strings.Contains(l, ambient.LabelDataplaneMode+"-") {
+		t.Errorf("dry-run label step does not say which labels change: %q", l)
+	}
+	diffState(t, "after unenroll dry-run", cluster(t, lab, ns), mid)
+	table, _, err := run(t, lab.Kubeconfig, "unenroll", "namespace", ns, "--dry-run")
+	if err != nil || !strings.Contains(table, "steps, in the order unenroll takes them") || !strings.Contains(table, "6. delete Gateway waypoint (the waypoint enroll created)") {
+		t.Errorf("dry-run table: %v\n%s", err, table)
+	}
+	taken := unenrollJSON(t, lab, ns)
+	if !reflect.DeepEqual(taken.Steps, dry.Steps) {
+		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", taken.Steps, dry.Steps)
 	}
 	diffState(t, "after unenroll", cluster(t, lab, ns), before)
+}
+
+// unenrollJSON runs the unenroll command on one namespace with -o json and
+// returns its result.
+func unenrollJSON(t *testing.T, lab *kubelab.Lab, ns string, args ...string) migrate.Result {
+	t.Helper()
+	out, errOut, err := run(t, lab.Kubeconfig, append([]string{"unenroll", "namespace", ns, "-o", "json"}, args...)...)
+	if err != nil {
+		t.Fatalf("unenroll %v: %v\n%s", args, err, errOut)
+	}
+	var rep struct{ Results []migrate.Result }
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 1 {
+		t.Fatalf("unenroll %v -o json: %v\n%s", args, err, out)
+	}
+	return rep.Results[0]
+}
+
+// stepHeads is each step without its detail.
+func stepHeads(steps []migrate.UnenrollStep) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.Action + " " + s.Kind + " " + s.Name
+	}
+	return out
 }
 
 // TestEnrollL7Interrupted cancels the enrollment at each journaled phase
@@ -408,5 +455,141 @@ func TestEnrollL7NeverProgrammed(t *testing.T) {
 	l, _ := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).List(ctx, metav1.ListOptions{})
 	if len(l.Items) != 3 {
 		t.Errorf("policies: %d, want the 3 originals and no copy", len(l.Items))
+	}
+}
+
+// TestEnrollL7LargeJournal: when the moved originals do not fit the
+// journal's annotation budget (128 KiB), enroll keeps them in a ConfigMap
+// the journal names; unenroll's dry run lists that ConfigMap's deletion,
+// and the real run restores every original from it and removes it.
+func TestEnrollL7LargeJournal(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	startCNI(t, lab)
+	startWaypoints(t, lab, waypointsim.Options{})
+	ns := l7Namespace(t, lab)
+	ctx := context.Background()
+	paths := make([]any, 3000)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/archive/%04d/%s", i, strings.Repeat("x", 40))
+	}
+	big := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+		"metadata": map[string]any{"name": "deny-archive"},
+		"spec":     map[string]any{"action": "DENY", "rules": []any{map[string]any{"to": []any{map[string]any{"operation": map[string]any{"paths": paths}}}}}}}}
+	if _, err := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).Create(ctx, big, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := cluster(t, lab, ns)
+
+	if _, err := enrollL7(ctx, lab, ns, nil); err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	n := getNS(t, lab, ns)
+	if l := len(n.Annotations[migrate.AnnotationJournal]); l > 128<<10 {
+		t.Errorf("journal annotation is %d bytes, over the 128 KiB budget", l)
+	}
+	j, _, err := migrate.ReadJournal(n.Annotations)
+	if err != nil || j.OriginalsConfigMap != migrate.OriginalsConfigMap || len(j.Moves) != 3 {
+		t.Fatalf("journal %+v (%v): want 3 moves with the originals in ConfigMap %s", j, err, migrate.OriginalsConfigMap)
+	}
+	for _, m := range j.Moves {
+		if m.Object != nil {
+			t.Errorf("original %s still kept in the annotation", m.Original)
+		}
+	}
+	cm, err := lab.Clients.Kube.CoreV1().ConfigMaps(ns).Get(ctx, migrate.OriginalsConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("originals ConfigMap: %v", err)
+	}
+	if data := cm.Data["originals.json"]; len(data) <= 128<<10 || !strings.Contains(data, "/archive/2999/") || cm.Labels[migrate.LabelManagedBy] != migrate.ManagedByValue {
+		t.Errorf("originals ConfigMap holds %d bytes, labels %v: want the whole deny-archive original, labelled as ours", len(data), cm.Labels)
+	}
+	if _, err := lab.Clients.Dynamic.Resource(gvrAP).Namespace(ns).Get(ctx, "deny-archive", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("original deny-archive not deleted after enroll: %v", err)
+	}
+
+	dry := unenrollJSON(t, lab, ns, "--dry-run")
+	heads := stepHeads(dry.Steps)
+	iCM := slices.Index(heads, "delete ConfigMap "+migrate.OriginalsConfigMap)
+	if iCM < 0 || iCM != len(heads)-2 || !slices.Contains(heads, "restore AuthorizationPolicy deny-archive") {
+		t.Errorf("dry-run steps %v: want deny-archive restored and the ConfigMap deleted just before the journal", heads)
+	}
+	taken := unenrollJSON(t, lab, ns)
+	if !reflect.DeepEqual(taken.Steps, dry.Steps) {
+		t.Errorf("unenroll took other steps than its dry run listed\n took %+v\nlisted %+v", taken.Steps, dry.Steps)
+	}
+	diffState(t, "after unenroll", cluster(t, lab, ns), before)
+	if _, err := lab.Clients.Kube.CoreV1().ConfigMaps(ns).Get(ctx, migrate.OriginalsConfigMap, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("originals ConfigMap left behind: %v", err)
+	}
+}
+
+// TestUnenrollRestoredUseWaypointGate: a journal whose previous
+// istio.io/use-waypoint names the user's own waypoint restores it only once
+// that waypoint is Programmed. The dry run lists the wait; with no
+// controller programming it, unenroll stops with the reason and writes
+// nothing; once it is Programmed, unenroll restores the label with the
+// steps the dry run listed.
+func TestUnenrollRestoredUseWaypointGate(t *testing.T) {
+	lab := kubelab.Get(t)
+	installCRDs(t, lab)
+	ctx := context.Background()
+	ns := lab.Namespace(t, map[string]string{ambient.LabelDataplaneMode: ambient.DataplaneAmbient})
+	legacy, err := waypoint.Build(gvrGW.GroupVersion(), ns, "legacy", "namespace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Create(ctx, legacy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j := `{"v":1,"time":"2026-01-01T00:00:00Z","previousLabels":{"` + ambient.LabelDataplaneMode + `":null,"` + ambient.LabelInjection + `":null,"` +
+		ambient.LabelRev + `":null,"` + ambient.LabelUseWaypoint + `":"legacy"},"added":{"` + ambient.LabelDataplaneMode + `":"ambient"}}`
+	n := getNS(t, lab, ns)
+	n.Annotations = map[string]string{migrate.AnnotationJournal: j}
+	if _, err := lab.Clients.Kube.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := cluster(t, lab, ns)
+	opts := migrate.UnenrollOptions{GatewayGVR: gvrGW, WaypointTimeout: 2 * time.Second}
+
+	dryOpts := opts
+	dryOpts.DryRun = true
+	dry, err := migrate.Unenroll(ctx, lab.Clients.Kube, lab.Clients.Dynamic, []string{ns}, dryOpts)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if got, want := stepHeads(dry[0].Steps), []string{"wait Gateway legacy", "label Namespace " + ns}; !slices.Equal(got, want) {
+		t.Fatalf("dry-run steps %v, want %v", got, want)
+	}
+	if d := dry[0].Steps[0].Detail; !strings.Contains(d, "Programmed=Unknown (Pending) now") {
+		t.Errorf("dry-run wait step does not say the waypoint is not Programmed now: %q", d)
+	}
+
+	res, err := migrate.Unenroll(ctx, lab.Clients.Kube, lab.Clients.Dynamic, []string{ns}, opts)
+	if err == nil || res[0].Outcome != migrate.OutcomeFailed || !strings.Contains(res[0].Error, migrate.ErrWaypointNotReady.Error()) ||
+		!strings.Contains(res[0].Error, "legacy") {
+		t.Fatalf("unenroll with the waypoint not Programmed: %+v, %v; want it stopped naming the waypoint", res, err)
+	}
+	if !errors.Is(err, migrate.ErrWaypointNotReady) || !errors.Is(err, waypoint.ErrNotProgrammed) {
+		t.Errorf("unenroll's error %v does not carry the conditions the command maps to --timeout", err)
+	}
+	diffState(t, "after the refused unenroll", cluster(t, lab, ns), before)
+
+	startWaypoints(t, lab, waypointsim.Options{Delay: 300 * time.Millisecond})
+	opts.WaypointTimeout = 30 * time.Second
+	res, err = migrate.Unenroll(ctx, lab.Clients.Kube, lab.Clients.Dynamic, []string{ns}, opts)
+	if err != nil {
+		t.Fatalf("unenroll once the waypoint comes up: %v", err)
+	}
+	if got, want := stepHeads(res[0].Steps), stepHeads(dry[0].Steps); !slices.Equal(got, want) {
+		t.Errorf("steps taken %v, listed %v", got, want)
+	}
+	n = getNS(t, lab, ns)
+	if n.Labels[ambient.LabelUseWaypoint] != "legacy" || n.Labels[ambient.LabelDataplaneMode] != "" || n.Annotations[migrate.AnnotationJournal] != "" {
+		t.Errorf("namespace after unenroll: labels %v, annotations %v; want use-waypoint=legacy back, no ambient label, no journal", n.Labels, n.Annotations)
+	}
+	gw, err := lab.Clients.Dynamic.Resource(gvrGW).Namespace(ns).Get(ctx, "legacy", metav1.GetOptions{})
+	if err != nil || !waypoint.IsProgrammed(gw) {
+		t.Errorf("use-waypoint restored to a waypoint that is not Programmed: %v", err)
 	}
 }

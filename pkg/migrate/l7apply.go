@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -50,11 +52,26 @@ const OriginalsConfigMap = "kubectl-ambient-enroll-originals"
 // allows for all of an object's annotations together.
 const journalBudget = 128 << 10
 
-// labelUseWaypoint is the only code path that writes istio.io/use-waypoint
-// to a waypoint: it reads the Gateway first and refuses unless it exists,
-// is a waypoint and is Programmed for its current generation.
+// labelUseWaypoint is enroll's path that writes istio.io/use-waypoint to a
+// waypoint: it reads the Gateway first and refuses unless it exists, is a
+// waypoint and is Programmed for its current generation (checkProgrammed,
+// which unenroll's restore of the label goes through too).
 func labelUseWaypoint(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, name string) error {
-	if gvr.Resource == "" {
+	if err := checkProgrammed(ctx, dc, gvr, ns, name); err != nil {
+		return err
+	}
+	patch, _ := mergePatch("", map[string]string{ambient.LabelUseWaypoint: name}, nil, nil)
+	if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
+		return fmt.Errorf("label namespace %q with %s=%s: %w", ns, ambient.LabelUseWaypoint, name, err)
+	}
+	return nil
+}
+
+// checkProgrammed is the gate in front of every write of
+// istio.io/use-waypoint (enroll's and unenroll's restore): the Gateway must
+// exist, be a waypoint, and be Programmed for its current generation.
+func checkProgrammed(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, name string) error {
+	if gvr.Resource == "" || dc == nil {
 		return fmt.Errorf("label namespace %q with %s=%s: %w: the Gateway API is not served", ns, ambient.LabelUseWaypoint, name, ErrWaypointNotReady)
 	}
 	gw, err := waypoint.Get(ctx, dc.Resource(gvr).Namespace(ns), ns, name)
@@ -63,10 +80,6 @@ func labelUseWaypoint(ctx context.Context, kc kubernetes.Interface, dc dynamic.I
 	}
 	if s, r, m := waypoint.Programmed(gw); s != metav1.ConditionTrue {
 		return fmt.Errorf("label namespace %q with %s=%s: %w (Programmed=%s %s: %s); traffic would skip L7 policy", ns, ambient.LabelUseWaypoint, name, ErrWaypointNotReady, s, r, m)
-	}
-	patch, _ := mergePatch("", map[string]string{ambient.LabelUseWaypoint: name}, nil, nil)
-	if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
-		return fmt.Errorf("label namespace %q with %s=%s: %w", ns, ambient.LabelUseWaypoint, name, err)
 	}
 	return nil
 }
@@ -82,7 +95,7 @@ func writeJournal(ctx context.Context, kc kubernetes.Interface, ns, rv string, j
 		}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: OriginalsConfigMap, Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedByValue}},
 			Data: map[string]string{"originals.json": string(raw)}}
-		if _, err := kc.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{FieldManager: ManagedByValue}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := putOriginals(ctx, kc, cm); err != nil {
 			return fmt.Errorf("journal the original policies of namespace %q in ConfigMap %s: %w", ns, OriginalsConfigMap, err)
 		}
 		j.OriginalsConfigMap = OriginalsConfigMap
@@ -96,6 +109,39 @@ func writeJournal(ctx context.Context, kc kubernetes.Interface, ns, rv string, j
 		return err
 	}
 	_, err = kc.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue})
+	return err
+}
+
+// journalNeedsConfigMap says whether a journal holding these moves would
+// exceed the annotation budget, so writeJournal will put the originals in
+// a ConfigMap (the journal's other fields are small: 4 KiB covers them).
+func journalNeedsConfigMap(moves []PolicyMove) bool {
+	jm := make([]JournalMove, len(moves))
+	for i, m := range moves {
+		jm[i] = JournalMove{Original: m.Original, Copy: m.Copy, Object: m.OriginalObject}
+	}
+	raw, err := json.Marshal(jm)
+	return err != nil || len(raw)+4<<10 > journalBudget
+}
+
+// putOriginals creates the originals ConfigMap, or replaces the data of one
+// an interrupted run left behind; a ConfigMap of that name this tool did
+// not write is left alone and is an error.
+func putOriginals(ctx context.Context, kc kubernetes.Interface, cm *corev1.ConfigMap) error {
+	cms := kc.CoreV1().ConfigMaps(cm.Namespace)
+	_, err := cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: ManagedByValue})
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	cur, err := cms.Get(ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if cur.Labels[LabelManagedBy] != ManagedByValue {
+		return fmt.Errorf("ConfigMap %s/%s exists and was not written by this tool; rename or delete it", cm.Namespace, cm.Name)
+	}
+	cur.Data = cm.Data
+	_, err = cms.Update(ctx, cur, metav1.UpdateOptions{FieldManager: ManagedByValue})
 	return err
 }
 
@@ -279,75 +325,203 @@ func finishL7(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 	return errors.Join(errs...)
 }
 
-// unenrollL7 undoes an L7 enrollment from its journal: originals back,
-// labels restored (journal kept, phase unenrolling), copies and our
-// waypoint deleted, then the journal and any originals ConfigMap removed.
-func unenrollL7(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, ns *corev1.Namespace, j *Journal, opts UnenrollOptions) (string, error) {
-	if opts.PolicyGVR.Resource == "" {
-		return "", fmt.Errorf("the journal holds moved AuthorizationPolicies but the API server does not serve them; install Istio's CRDs first")
+// readUnenrollFacts reads what PlanNamespaceUnenroll needs beyond the
+// namespace: the journaled originals, which copies exist and whose they
+// are, the waypoint enroll created, and the waypoint a restored
+// use-waypoint label names.
+func readUnenrollFacts(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, ns *corev1.Namespace, j *Journal, opts UnenrollOptions) (UnenrollFacts, error) {
+	f := UnenrollFacts{GatewayAPI: opts.GatewayGVR.Resource != "" && dc != nil,
+		CopiedFrom: map[string]string{}, Waypoints: map[string]bool{}, Programmed: map[string]string{}}
+	if j == nil {
+		return f, nil
 	}
-	mv, err := j.originals(ctx, kc, ns.Name)
-	if err != nil {
-		return "", err
-	}
-	pri := dc.Resource(opts.PolicyGVR).Namespace(ns.Name)
-	for _, m := range mv {
-		if m.Object == nil {
-			return "", fmt.Errorf("journal of namespace %q has no copy of AuthorizationPolicy %s; restore it by hand", ns.Name, m.Original)
+	if len(j.Moves) > 0 {
+		if opts.PolicyGVR.Resource == "" || dc == nil {
+			return f, errors.New("the journal holds moved AuthorizationPolicies but the API server does not serve them; install Istio's CRDs first")
 		}
-		u := &unstructured.Unstructured{Object: maps.Clone(m.Object)}
-		u.SetResourceVersion("")
-		if _, err := pri.Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedByValue}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return "", fmt.Errorf("restore AuthorizationPolicy %s/%s: %w", ns.Name, m.Original, err)
+		mv, err := j.originals(ctx, kc, ns.Name)
+		switch {
+		case err != nil && j.Phase == PhaseUnenrolling && j.OriginalsConfigMap != "" && apierrors.IsNotFound(err):
+			// An interrupted unenroll deleted the ConfigMap, which it does
+			// only after every original is back.
+			f.OriginalsGone = true
+		case err != nil:
+			return f, err
 		}
-	}
-	j.Phase = PhaseUnenrolling
-	lbl := j.restoreLabels(ns.Labels)
-	meta := map[string]any{"resourceVersion": ns.ResourceVersion, "annotations": map[string]any{AnnotationJournal: j.encode()}}
-	if len(lbl) > 0 {
-		meta["labels"] = lbl
-	}
-	patch, _ := json.Marshal(map[string]any{"metadata": meta})
-	if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
-		return "", err
-	}
-	for _, m := range j.Moves {
-		cur, err := pri.Get(ctx, m.Copy, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		if cur.GetAnnotations()[AnnotationCopiedFrom] == m.Original {
-			if err := pri.Delete(ctx, m.Copy, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return "", fmt.Errorf("delete AuthorizationPolicy copy %s/%s: %w", ns.Name, m.Copy, err)
+		f.Originals = mv
+		pri := dc.Resource(opts.PolicyGVR).Namespace(ns.Name)
+		for _, m := range j.Moves {
+			cur, err := pri.Get(ctx, m.Copy, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return f, fmt.Errorf("read AuthorizationPolicy %s/%s: %w", ns.Name, m.Copy, err)
+			default:
+				f.CopiedFrom[m.Copy] = cur.GetAnnotations()[AnnotationCopiedFrom]
 			}
 		}
 	}
-	msg := fmt.Sprintf("labels restored, %d original policies back, copies deleted", len(mv))
-	if j.Waypoint != "" && opts.GatewayGVR.Resource != "" {
-		ri := dc.Resource(opts.GatewayGVR).Namespace(ns.Name)
-		gw, err := ri.Get(ctx, j.Waypoint, metav1.GetOptions{})
+	if !f.GatewayAPI {
+		return f, nil
+	}
+	gri := dc.Resource(opts.GatewayGVR).Namespace(ns.Name)
+	if j.Waypoint != "" {
+		gw, err := gri.Get(ctx, j.Waypoint, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			return "", err
-		case gw.GetLabels()[LabelManagedBy] == ManagedByValue:
-			if err := ri.Delete(ctx, j.Waypoint, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return "", fmt.Errorf("delete waypoint %s/%s: %w", ns.Name, j.Waypoint, err)
+			return f, fmt.Errorf("read waypoint %s/%s: %w", ns.Name, j.Waypoint, err)
+		default:
+			f.Waypoints[j.Waypoint] = gw.GetLabels()[LabelManagedBy] == ManagedByValue
+		}
+	}
+	if wp := restoredWaypoint(j, ns.Labels); wp != "" {
+		gw, err := gri.Get(ctx, wp, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return f, fmt.Errorf("read waypoint %s/%s: %w", ns.Name, wp, err)
+		default:
+			st, r, _ := waypoint.Programmed(gw)
+			f.Programmed[wp] = string(st)
+			if st != metav1.ConditionTrue && r != "" {
+				f.Programmed[wp] += " (" + r + ")"
 			}
-			msg += "; waypoint " + j.Waypoint + " deleted"
 		}
 	}
-	if j.OriginalsConfigMap != "" {
-		if err := kc.CoreV1().ConfigMaps(ns.Name).Delete(ctx, j.OriginalsConfigMap, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			return "", err
+	return f, nil
+}
+
+// restoredWaypoint is the waypoint the journal's restore sets
+// istio.io/use-waypoint to ("" when it removes it, leaves it, or sets none).
+func restoredWaypoint(j *Journal, current map[string]string) string {
+	wp, _ := j.restoreLabels(current)[ambient.LabelUseWaypoint].(string)
+	if wp == "none" {
+		return ""
+	}
+	return wp
+}
+
+// patchUnenrollLabels sends a label step's patch, guarded by the
+// namespace's resourceVersion; a real (not dry-run) patch that sets
+// istio.io/use-waypoint back to a waypoint first passes checkProgrammed. With moves the journal stays (phase
+// unenrolling) until the last step; without, it goes in the same patch.
+func patchUnenrollLabels(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, gvr schema.GroupVersionResource, ns *corev1.Namespace, j *Journal, s UnenrollStep, dry bool) error {
+	if j != nil && !dry {
+		// Restoring use-waypoint to a waypoint takes enroll's gate.
+		if wp := restoredWaypoint(j, ns.Labels); wp != "" {
+			if err := checkProgrammed(ctx, dc, gvr, ns.Name, wp); err != nil {
+				return err
+			}
 		}
 	}
-	patch, _ = json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationJournal: nil}}})
-	if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
-		return "", err
+	meta := map[string]any{"resourceVersion": ns.ResourceVersion}
+	if len(s.labels) > 0 {
+		meta["labels"] = s.labels
 	}
-	return msg, nil
+	switch {
+	case j == nil:
+	case len(j.Moves) > 0:
+		jj := *j
+		jj.Phase = PhaseUnenrolling
+		meta["annotations"] = map[string]any{AnnotationJournal: jj.encode()}
+	default:
+		meta["annotations"] = map[string]any{AnnotationJournal: nil}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return err
+	}
+	po := metav1.PatchOptions{FieldManager: ManagedByValue}
+	if dry {
+		po.DryRun = []string{metav1.DryRunAll}
+	}
+	if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType, patch, po); err != nil {
+		return fmt.Errorf("label namespace %q %s: %w", ns.Name, describeLabelPatch(s.labels), err)
+	}
+	return nil
+}
+
+// runUnenrollSteps takes the planned steps in order and records each one
+// taken in res.Steps, so the result shows exactly what the dry run listed,
+// or where it stopped.
+func runUnenrollSteps(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, ns *corev1.Namespace, j *Journal, f UnenrollFacts, steps []UnenrollStep, opts UnenrollOptions, res *Result) error {
+	var done []string
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := runUnenrollStep(ctx, kc, dc, ns, j, f, s, opts); err != nil {
+			return err
+		}
+		res.Steps = append(res.Steps, s)
+		switch s.Action {
+		case UnenrollLabel:
+			if j == nil {
+				done = append(done, "no journal found: removed "+ambient.LabelDataplaneMode+" only; sidecar injection labels were not restored")
+			} else {
+				done = append(done, "labels restored from the journal of "+j.Time.Format("2006-01-02T15:04:05Z"))
+			}
+		case UnenrollRestore, UnenrollDelete, UnenrollKeep:
+			done = append(done, s.Action+"d "+s.Kind+" "+s.Name)
+		}
+	}
+	res.Outcome = OutcomeUnenrolled
+	res.Message = strings.ReplaceAll(strings.Join(done, "; "), "keepd", "kept")
+	return nil
+}
+
+func runUnenrollStep(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, ns *corev1.Namespace, j *Journal, f UnenrollFacts, s UnenrollStep, opts UnenrollOptions) error {
+	notFoundOK := func(err error) error {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	switch s.Action {
+	case UnenrollRestore:
+		i := slices.IndexFunc(f.Originals, func(m JournalMove) bool { return m.Original == s.Name })
+		if i < 0 || f.Originals[i].Object == nil {
+			return fmt.Errorf("journal of namespace %q has no copy of AuthorizationPolicy %s; restore it by hand", ns.Name, s.Name)
+		}
+		u := &unstructured.Unstructured{Object: maps.Clone(f.Originals[i].Object)}
+		u.SetResourceVersion("")
+		_, err := dc.Resource(opts.PolicyGVR).Namespace(ns.Name).Create(ctx, u, metav1.CreateOptions{FieldManager: ManagedByValue})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("restore AuthorizationPolicy %s/%s: %w", ns.Name, s.Name, err)
+		}
+	case UnenrollWait:
+		if !f.GatewayAPI {
+			return fmt.Errorf("restore label %s=%s on namespace %q: %w: the Gateway API is not served", ambient.LabelUseWaypoint, s.Name, ns.Name, ErrWaypointNotReady)
+		}
+		if _, err := waypoint.WaitProgrammed(ctx, dc.Resource(opts.GatewayGVR).Namespace(ns.Name), ns.Name, s.Name, opts.WaypointTimeout); err != nil {
+			return fmt.Errorf("restore label %s=%s on namespace %q: %w: %w; the labels are unchanged, run unenroll again once it is Programmed", ambient.LabelUseWaypoint, s.Name, ns.Name, ErrWaypointNotReady, err)
+		}
+	case UnenrollLabel:
+		return patchUnenrollLabels(ctx, kc, dc, opts.GatewayGVR, ns, j, s, false)
+	case UnenrollDelete:
+		var err error
+		switch s.Kind {
+		case KindAuthorizationPolicy:
+			err = dc.Resource(opts.PolicyGVR).Namespace(ns.Name).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		case KindGateway:
+			err = dc.Resource(opts.GatewayGVR).Namespace(ns.Name).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		case "ConfigMap":
+			err = kc.CoreV1().ConfigMaps(ns.Name).Delete(ctx, s.Name, metav1.DeleteOptions{})
+		}
+		if err := notFoundOK(err); err != nil {
+			fix := "run unenroll again"
+			if j == nil || len(j.Moves) == 0 {
+				// The journal went with the labels: a re-run has nothing to go on.
+				fix = fmt.Sprintf("the labels are restored; delete it by hand: kubectl delete %s -n %s %s", strings.ToLower(s.Kind), ns.Name, s.Name)
+			}
+			return fmt.Errorf("delete %s %s/%s: %w; %s", s.Kind, ns.Name, s.Name, err, fix)
+		}
+	case UnenrollUnjournal:
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationJournal: nil}}})
+		if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedByValue}); err != nil {
+			return fmt.Errorf("remove annotation %s from namespace %q: %w", AnnotationJournal, ns.Name, err)
+		}
+	}
+	return nil
 }

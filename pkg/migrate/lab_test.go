@@ -17,7 +17,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -721,5 +723,80 @@ func TestEnrollRestartCapturesPods(t *testing.T) {
 	}
 	if inj.Injected.Load() != 2 {
 		t.Errorf("injector injected %d pods in all, want only the 2 before enrollment", inj.Injected.Load())
+	}
+}
+
+// TestCheckAccessJournalConfigMap: an enrollment whose moved originals
+// would not fit the journal annotation needs to create and update the
+// originals ConfigMap, and unenrolling from such a journal needs to read
+// and delete it; the restricted identity is told so, naming verb, resource
+// and namespace, before anything is written. A small plan does not ask.
+func TestCheckAccessJournalConfigMap(t *testing.T) {
+	lab := kubelab.Get(t)
+	cfg, err := lab.RestrictedConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := kube.NewClients(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The identity may do everything with policies and gateways in shop,
+	// so the error is about the ConfigMap (and the cluster-wide namespace
+	// patch the restricted identity never has).
+	shop := lab.Namespace(t, nil)
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "l7", Namespace: shop}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"security.istio.io", "gateway.networking.k8s.io"}, Resources: []string{"authorizationpolicies", "gateways"}, Verbs: []string{"*"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "l7", Namespace: shop},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "l7"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: kubelab.RestrictedUser}}}
+	if _, err := lab.Clients.Kube.RbacV1().Roles(shop).Create(context.Background(), role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Clients.Kube.RbacV1().RoleBindings(shop).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gw := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
+	ap := schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
+	granted := []migrate.Access{{Verb: "create", Group: ap.Group, Resource: ap.Resource, Namespace: shop}}
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		return migrate.CheckAccess(ctx, rc.Kube, granted) == nil, nil
+	}); err != nil {
+		t.Fatalf("the Role never took effect: %v", err)
+	}
+	move := func(size int) migrate.PolicyMove {
+		return migrate.PolicyMove{Original: "big", Copy: "big-waypoint", Target: "Gateway/waypoint",
+			OriginalObject: map[string]any{"spec": map[string]any{"rules": []any{map[string]any{"to": []any{map[string]any{"operation": map[string]any{"paths": []any{strings.Repeat("p", size)}}}}}}}}}
+	}
+	plan := func(size int) *migrate.Plan {
+		return &migrate.Plan{GatewayGVR: gw, PolicyGVR: ap, Namespaces: []migrate.NamespacePlan{{Name: shop, Waypoint: "waypoint", Moves: []migrate.PolicyMove{move(size)}}}}
+	}
+	for _, a := range migrate.EnrollAccess(plan(1<<10), false, false) {
+		if a.Resource == "configmaps" {
+			t.Errorf("a 1 KiB original asks for %v", a)
+		}
+	}
+	err = migrate.CheckAccess(context.Background(), rc.Kube, migrate.EnrollAccess(plan(200<<10), false, false))
+	if !errors.Is(err, migrate.ErrForbidden) {
+		t.Fatalf("err = %v, want ErrForbidden", err)
+	}
+	for _, want := range []string{"create configmaps in namespace " + shop, "update configmaps in namespace " + shop, "nothing was changed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("enroll: error %q does not name %q", err, want)
+		}
+	}
+	j := `{"v":1,"time":"2026-01-01T00:00:00Z","previousLabels":{},"waypoint":"waypoint","moves":[{"original":"big","copy":"big-waypoint"}],"originalsConfigMap":"` + migrate.OriginalsConfigMap + `"}`
+	info := []migrate.NamespaceInfo{{Name: shop, Annotations: map[string]string{migrate.AnnotationJournal: j}}}
+	err = migrate.CheckAccess(context.Background(), rc.Kube, migrate.UnenrollAccess(info, gw, ap))
+	if strings.Contains(err.Error(), "authorizationpolicies") {
+		t.Errorf("enroll: error lists policy rights the identity has: %v", err)
+	}
+	for _, want := range []string{"delete configmaps in namespace " + shop} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("unenroll: error %v does not name %q", err, want)
+		}
+	}
+	if err := migrate.CheckAccess(context.Background(), lab.Clients.Kube, migrate.EnrollAccess(plan(200<<10), false, false)); err != nil {
+		t.Errorf("admin: %v", err)
 	}
 }

@@ -2,22 +2,19 @@ package migrate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
-
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
 )
 
 // UnenrollOptions tune Unenroll.
@@ -28,6 +25,9 @@ type UnenrollOptions struct {
 	GatewayGVR schema.GroupVersionResource
 	// PolicyGVR is where AuthorizationPolicies live (journaled L7 moves).
 	PolicyGVR schema.GroupVersionResource
+	// WaypointTimeout bounds the wait for a waypoint that a restored
+	// istio.io/use-waypoint label names to be Programmed.
+	WaypointTimeout time.Duration
 	// DryRun sends each patch as a server-side dry run: the API server
 	// validates it and checks permissions, nothing is stored, and the result
 	// says which label changes would be made.
@@ -44,12 +44,13 @@ func Unenroll(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 		opts.Workers = 32
 	}
 	results := make([]Result, len(names))
+	errs := make([]error, len(names))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range min(opts.Workers, max(1, len(names))) {
 		wg.Go(func() {
 			for i := range jobs {
-				results[i] = unenrollOne(ctx, kc, dc, names[i], opts)
+				results[i], errs[i] = unenrollOne(ctx, kc, dc, names[i], opts)
 			}
 		})
 	}
@@ -58,112 +59,83 @@ func Unenroll(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface
 	}
 	close(jobs)
 	wg.Wait()
-	var errs []error
-	for _, r := range results {
+	var failed []error
+	for i, r := range results {
 		if r.Error != "" {
-			errs = append(errs, fmt.Errorf("unenroll namespace %q: %s", r.Namespace, r.Error))
+			// Wrapped, so the command layer sees the condition (a
+			// waypoint not Programmed in time, a missing right).
+			failed = append(failed, fmt.Errorf("unenroll namespace %q: %s%w", r.Namespace, r.Error, silent{errs[i]}))
 		}
 	}
-	return results, errors.Join(errs...)
+	return results, errors.Join(failed...)
 }
 
-func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, name string, opts UnenrollOptions) Result {
+func unenrollOne(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, name string, opts UnenrollOptions) (Result, error) {
 	res := Result{Namespace: name}
 	if err := ctx.Err(); err != nil {
 		res.Outcome, res.Error = OutcomeNotStarted, err.Error()
-		return res
+		return res, err
 	}
-	var waypoint string
-	l7done := false
+	nsMissing := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		res = Result{Namespace: name}
 		ns, err := kc.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
+			nsMissing = apierrors.IsNotFound(err)
 			return err
 		}
-		j, has, err := ReadJournal(ns.Annotations)
+		j, _, err := ReadJournal(ns.Annotations)
 		if err != nil {
 			return err
 		}
-		var lbl map[string]any
-		ann := map[string]any{}
-		switch {
-		case has && len(j.Moves) > 0 && !opts.DryRun:
-			msg, err := unenrollL7(ctx, kc, dc, ns, j, opts)
-			if err != nil {
-				return err
-			}
-			res.Outcome, res.Message = OutcomeUnenrolled, msg
-			l7done = true
-			return nil
-		case has:
-			lbl = j.restoreLabels(ns.Labels)
-			ann[AnnotationJournal] = nil
-			waypoint = j.Waypoint
-			res.Outcome, res.Message = OutcomeUnenrolled, "labels restored from the journal of "+j.Time.Format("2006-01-02T15:04:05Z")
-		case ns.Labels[ambient.LabelDataplaneMode] == ambient.DataplaneAmbient:
-			lbl = map[string]any{ambient.LabelDataplaneMode: nil}
-			res.Outcome, res.Message = OutcomeUnenrolled, "no journal found: removed "+ambient.LabelDataplaneMode+" only; sidecar injection labels were not restored"
-		default:
+		facts, err := readUnenrollFacts(ctx, kc, dc, ns, j, opts)
+		if err != nil {
+			return err
+		}
+		steps, err := PlanNamespaceUnenroll(NamespaceInfo{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}, facts)
+		if err != nil {
+			return err
+		}
+		if len(steps) == 0 {
 			res.Outcome, res.Message = OutcomeNotEnrolled, "nothing to do"
 			return nil
 		}
-		meta := map[string]any{"resourceVersion": ns.ResourceVersion, "annotations": ann}
-		if len(lbl) > 0 {
-			meta["labels"] = lbl
-		}
-		if len(ann) == 0 {
-			delete(meta, "annotations")
-		}
-		patch, err := json.Marshal(map[string]any{"metadata": meta})
-		if err != nil {
-			return err
-		}
-		po := metav1.PatchOptions{FieldManager: ManagedByValue}
 		if opts.DryRun {
-			po.DryRun = []string{metav1.DryRunAll}
-			res.Outcome = OutcomeWouldUnenroll
-			res.Message = "labels " + describeLabelPatch(lbl) + " (" + res.Message + ")"
+			// The label patch goes to the API server as a dry run: it
+			// validates it and checks the right to patch, storing nothing.
+			for _, s := range steps {
+				if s.Action == UnenrollLabel {
+					if err := patchUnenrollLabels(ctx, kc, dc, opts.GatewayGVR, ns, j, s, true); err != nil {
+						return err
+					}
+				}
+			}
+			res.Outcome, res.Steps, res.Message = OutcomeWouldUnenroll, steps, describeSteps(steps)
+			return nil
 		}
-		_, err = kc.CoreV1().Namespaces().Patch(ctx, name, types.MergePatchType, patch, po)
-		return err
+		return runUnenrollSteps(ctx, kc, dc, ns, j, facts, steps, opts, &res)
 	})
 	if err != nil {
 		res.Outcome = OutcomeFailed
-		if apierrors.IsNotFound(err) {
+		if nsMissing {
 			res.Error = "namespace not found; list namespaces with kubectl get ns"
 		} else {
 			res.Error = err.Error()
 		}
-		return res
+		return res, err
 	}
-	if l7done {
+	if !opts.DryRun && res.Outcome == OutcomeUnenrolled {
 		opts.Observer.emit(StepUnenrolled, name, res.Message)
-		return res
 	}
-	if opts.DryRun {
-		if waypoint != "" {
-			res.Message += "; waypoint " + waypoint + " would be deleted"
-		}
-		return res
-	}
-	if waypoint != "" && opts.GatewayGVR.Resource != "" && dc != nil {
-		ri := dc.Resource(opts.GatewayGVR).Namespace(name)
-		gw, err := ri.Get(ctx, waypoint, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			res.Message += fmt.Sprintf("; waypoint %s not removed: %v", waypoint, err)
-		case gw.GetLabels()[LabelManagedBy] == ManagedByValue:
-			if err := ri.Delete(ctx, waypoint, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				res.Message += fmt.Sprintf("; waypoint %s not removed: %v", waypoint, err)
-			} else {
-				res.Message += "; waypoint " + waypoint + " deleted"
-			}
-		}
-	}
-	opts.Observer.emit(StepUnenrolled, name, res.Message)
-	return res
+	return res, nil
 }
+
+// silent wraps an error so that it matches errors.Is and errors.As but adds
+// nothing to the message that already quotes it.
+type silent struct{ err error }
+
+func (s silent) Error() string { return "" }
+func (s silent) Unwrap() error { return s.err }
 
 // describeLabelPatch renders a merge-patch label map as kubectl label
 // arguments: "a=b c-", sorted by key.

@@ -3,7 +3,9 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -21,6 +23,9 @@ type UnenrollConfig struct {
 	Workers int
 	// DryRun has the API server validate each patch and store nothing.
 	DryRun bool
+	// Timeout bounds the wait for a waypoint a restored
+	// istio.io/use-waypoint label names to be Programmed.
+	Timeout time.Duration
 }
 
 // UnenrollReport is the outcome of UnenrollNamespaces.
@@ -50,11 +55,57 @@ func UnenrollNamespaces(ctx context.Context, c *kube.Clients, cfg UnenrollConfig
 	if len(names) == 0 {
 		return rep, nil
 	}
-	if err := CheckAccess(ctx, c.Kube, []Access{{Verb: "get", Resource: "namespaces"}, {Verb: "patch", Resource: "namespaces"}}); err != nil {
+	opts := UnenrollOptions{Workers: cfg.Workers, GatewayGVR: GatewayGVR(c.Discovery), PolicyGVR: policyGVR(c.Discovery),
+		DryRun: cfg.DryRun, WaypointTimeout: cfg.Timeout}
+	chosen := make([]NamespaceInfo, 0, len(names))
+	for _, n := range infos {
+		if slices.Contains(names, n.Name) {
+			chosen = append(chosen, n)
+		}
+	}
+	if err := CheckAccess(ctx, c.Kube, UnenrollAccess(chosen, opts.GatewayGVR, opts.PolicyGVR)); err != nil {
 		return nil, err
 	}
-	rep.Results, err = Unenroll(ctx, c.Kube, c.Dynamic, names, UnenrollOptions{Workers: cfg.Workers, GatewayGVR: GatewayGVR(c.Discovery), PolicyGVR: policyGVR(c.Discovery), DryRun: cfg.DryRun})
+	rep.Results, err = Unenroll(ctx, c.Kube, c.Dynamic, names, opts)
 	return rep, err
+}
+
+// UnenrollAccess lists the permissions unenrolling these namespaces needs,
+// from their journals: every read and write a step of
+// PlanNamespaceUnenroll may take, so a missing right stops the run before
+// the first write.
+func UnenrollAccess(namespaces []NamespaceInfo, gateway, policy schema.GroupVersionResource) []Access {
+	need := []Access{{Verb: "get", Resource: "namespaces"}, {Verb: "patch", Resource: "namespaces"}}
+	for _, n := range namespaces {
+		j, has, err := ReadJournal(n.Annotations)
+		if err != nil || !has {
+			continue
+		}
+		if len(j.Moves) > 0 && policy.Resource != "" {
+			for _, v := range []string{"get", "create", "delete"} {
+				need = append(need, Access{Verb: v, Group: policy.Group, Resource: policy.Resource, Namespace: n.Name})
+			}
+		}
+		if j.OriginalsConfigMap != "" {
+			for _, v := range []string{"get", "delete"} {
+				need = append(need, Access{Verb: v, Resource: "configmaps", Namespace: n.Name})
+			}
+		}
+		if gateway.Resource == "" {
+			continue
+		}
+		if j.Waypoint != "" {
+			for _, v := range []string{"get", "delete"} {
+				need = append(need, Access{Verb: v, Group: gateway.Group, Resource: gateway.Resource, Namespace: n.Name})
+			}
+		}
+		if restoredWaypoint(j, n.Labels) != "" {
+			for _, v := range []string{"get", "list", "watch"} {
+				need = append(need, Access{Verb: v, Group: gateway.Group, Resource: gateway.Resource, Namespace: n.Name})
+			}
+		}
+	}
+	return need
 }
 
 // GatewayGVR finds the served Gateway API version's gateways resource, or

@@ -38,6 +38,10 @@ var useWaypointReaders = map[string]bool{
 	"migrate.<package>":                 true, // managedLabels: journaled for restore
 	"migrate.L7Steps":                   true, // describes the step for --dry-run
 	"meshchecks.danglingWaypointLabels": true, // list selector
+	"migrate.checkProgrammed":           true, // THE gate (error messages); labelUseWaypoint and unenroll's restore call it
+	"migrate.restoredWaypoint":          true, // reads the journaled value unenroll restores; patchUnenrollLabels gates on it
+	"migrate.PlanNamespaceUnenroll":     true, // describes the wait step for --dry-run
+	"migrate.runUnenrollStep":           true, // error message of the wait step
 }
 
 func TestOnlyOneGatedPathWritesUseWaypoint(t *testing.T) {
