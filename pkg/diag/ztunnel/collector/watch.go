@@ -175,6 +175,16 @@ func New(client kubernetes.Interface, cfg Config) *Watcher {
 	if cfg.MaxRPS > 0 {
 		// A burst of at least 2: a scrape takes two tokens at once.
 		w.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(2, int(cfg.MaxRPS)))
+		// readCerts takes a token for the first way to the admin port; a
+		// fallback (the port-forward after the pod proxy) is a request of
+		// its own and takes another.
+		if fa, ok := w.cfg.Admin.(FallbackAdmin); ok && len(fa) > 1 {
+			wrapped := FallbackAdmin{fa[0]}
+			for _, a := range fa[1:] {
+				wrapped = append(wrapped, budgetedAdmin{a, w.limiter})
+			}
+			w.cfg.Admin = wrapped
+		}
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	w.nodes = f.Core().V1().Nodes().Informer()
@@ -467,6 +477,20 @@ func (w *Watcher) acquire(ctx context.Context, n int) bool {
 }
 
 func (w *Watcher) release() { <-w.sem }
+
+// budgetedAdmin takes a token of the budget before each config_dump read.
+type budgetedAdmin struct {
+	AdminFetcher
+	limiter *rate.Limiter
+}
+
+// ConfigDump implements AdminFetcher.
+func (b budgetedAdmin) ConfigDump(ctx context.Context, ns, pod string) (*ztunnel.ConfigDump, error) {
+	if err := b.limiter.WaitN(ctx, 1); err != nil {
+		return nil, err
+	}
+	return b.AdminFetcher.ConfigDump(ctx, ns, pod)
+}
 
 // finish ends a pod's job: the next round may scrape it again.
 func (w *Watcher) finish(j scrapeJob) {
