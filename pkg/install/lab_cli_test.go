@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
 )
 
@@ -71,6 +74,8 @@ func TestCLIUpgradeChain(t *testing.T) {
 		}
 		return out
 	}
+	// wantAll checks every release is at chart version v, through Helm's
+	// storage and, as an oracle of its own, the lab's helm CLI (v4).
 	wantAll := func(t *testing.T, v string) map[string]relState {
 		t.Helper()
 		got := state()
@@ -78,6 +83,23 @@ func TestCLIUpgradeChain(t *testing.T) {
 			if got[r].version != v {
 				t.Fatalf("release %s at %q, want %s (all: %v)", r, got[r].version, v, got)
 			}
+		}
+		out, ok := helmCLI(t, lab, "list", "-n", "istio-system", "-o", "json")
+		if !ok {
+			return got
+		}
+		var list []struct{ Name, Status, Chart string }
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("helm list: %v\n%s", err, out)
+		}
+		seen := map[string]string{}
+		for _, r := range list {
+			seen[r.Name] = r.Chart + " " + r.Status
+		}
+		want := map[string]string{"istio-base": "base-" + v + " deployed", "istiod": "istiod-" + v + " deployed",
+			"istio-cni": "cni-" + v + " deployed", "ztunnel": "ztunnel-" + v + " deployed"}
+		if !maps.Equal(seen, want) {
+			t.Errorf("helm list = %v, want %v", seen, want)
 		}
 		return got
 	}
@@ -102,18 +124,10 @@ func TestCLIUpgradeChain(t *testing.T) {
 		if !strings.Contains(r.stderr, "ambient profile installed and ready") {
 			t.Errorf("no summary on stderr")
 		}
-		// The helm CLI (v4, the lab's) sees the same releases.
-		if out, ok := helmCLI(t, lab, "list", "-A", "-q"); ok {
-			for _, rel := range []string{"istio-base", "istiod", "istio-cni", "ztunnel"} {
-				if !strings.Contains(out, rel) {
-					t.Errorf("helm list lacks %s:\n%s", rel, out)
-				}
-			}
-		}
 	})
 	t.Run("upgrade --version 1.32.1 skips a minor and is refused", func(t *testing.T) {
 		r := runPlugin(t, bin, lab, cache, "upgrade", "--repo", srv.URL, "--version", "1.32.1")
-		if r.code != 1 {
+		if r.code != 1 { // pkg/cmd's ExitFailure: a refused operation, not a usage mistake
 			t.Fatalf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 		}
 		for _, want := range []string{"upgrade to the newest 1.31 patch first", "kubectl ambient upgrade --version"} {
@@ -129,10 +143,14 @@ func TestCLIUpgradeChain(t *testing.T) {
 		r := runPlugin(t, bin, lab, cache, "upgrade", "--repo", srv.URL, "--version", "1.31.0", "--timeout", "1m")
 		mustOK(t, r)
 		wantAll(t, "1.31.0")
-		for _, comp := range []string{"base:", "istiod:", "cni:", "ztunnel:"} {
-			if !strings.Contains(r.stderr, "\n"+comp) && !strings.HasPrefix(r.stderr, comp) {
-				t.Errorf("no progress line for %s on stderr", strings.TrimSuffix(comp, ":"))
+		// One line per component as it becomes ready, control plane first.
+		last := -1
+		for _, comp := range []string{"base", "istiod", "cni", "ztunnel"} {
+			i := strings.Index(r.stderr, "✓ "+comp+": upgraded, revision 2, ready (")
+			if i < 0 || i < last {
+				t.Errorf("stderr lacks %s's upgraded line after the one before it", comp)
 			}
+			last = i
 		}
 		if !strings.Contains(r.stderr, "ambient profile upgraded and ready") {
 			t.Errorf("no summary on stderr")
@@ -197,6 +215,9 @@ func TestCLIUpgradeChain(t *testing.T) {
 		}
 		if out, ok := helmCLI(t, lab, "list", "-A", "-q"); ok && strings.TrimSpace(out) != "" {
 			t.Errorf("helm list after uninstall:\n%s", out)
+		}
+		if _, err := lab.Clients.Kube.AppsV1().DaemonSets("istio-system").Get(ctx, "ztunnel", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("ztunnel DaemonSet after uninstall: %v", err)
 		}
 	})
 }
