@@ -179,12 +179,18 @@ func TestCLIUpgradeChain(t *testing.T) {
 				Action   string `json:"action"`
 				Revision int    `json:"revision"`
 			} `json:"components"`
+			Warnings []string `json:"warnings"`
 		}
 		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
 			t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
 		}
 		if len(doc.Components) != 4 || doc.Platform == "" {
 			t.Fatalf("json: %+v", doc)
+		}
+		// The lab has no Gateway API CRDs: the warning printed on stderr is
+		// in the document too, where a CI job reads it.
+		if len(doc.Warnings) != 1 || !strings.Contains(doc.Warnings[0], "Gateway API CRDs") {
+			t.Errorf("json warnings %q, want the missing Gateway API CRDs", doc.Warnings)
 		}
 		for _, c := range doc.Components {
 			if c.Version != "1.32.1" || c.Action != "upgraded" || c.Revision != before[c.Release].revision {
