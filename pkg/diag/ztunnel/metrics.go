@@ -23,6 +23,37 @@ const (
 	MetricPendingProxies  = "workload_manager_pending_proxy_count"
 )
 
+// SummedMetrics are the gauges and counters a Metrics holds, each summed
+// over all its label sets (istio_build is read for its tag instead).
+var SummedMetrics = []string{
+	MetricActiveProxies, MetricPendingProxies, MetricConnOpened, MetricConnClosed,
+	MetricConnFailed, MetricBytesSent, MetricBytesReceived, MetricXDSTerminations,
+}
+
+// Field returns where m keeps the metric name (one of SummedMetrics), or
+// nil for a metric it does not keep.
+func (m *Metrics) Field(name string) *float64 {
+	switch name {
+	case MetricConnOpened:
+		return &m.ConnOpened
+	case MetricConnClosed:
+		return &m.ConnClosed
+	case MetricConnFailed:
+		return &m.ConnFailed
+	case MetricBytesSent:
+		return &m.BytesSent
+	case MetricBytesReceived:
+		return &m.BytesReceived
+	case MetricXDSTerminations:
+		return &m.XDSTerminations
+	case MetricActiveProxies:
+		return &m.ActiveProxies
+	case MetricPendingProxies:
+		return &m.PendingProxies
+	}
+	return nil
+}
+
 // ParseMetrics reads Prometheus text exposition format and sums the samples
 // of the metrics ztunnel health needs over all their label sets. Unknown
 // metrics are skipped; a malformed sample line is an error naming the line.
@@ -41,30 +72,14 @@ func ParseMetrics(body []byte, at time.Time) (*Metrics, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse metrics line %d: %w", line, err)
 		}
-		var target *float64
-		switch name {
-		case MetricConnOpened:
-			target = &m.ConnOpened
-		case MetricConnClosed:
-			target = &m.ConnClosed
-		case MetricConnFailed:
-			target = &m.ConnFailed
-		case MetricBytesSent:
-			target = &m.BytesSent
-		case MetricBytesReceived:
-			target = &m.BytesReceived
-		case MetricXDSTerminations:
-			target = &m.XDSTerminations
-		case MetricActiveProxies:
-			target = &m.ActiveProxies
-		case MetricPendingProxies:
-			target = &m.PendingProxies
-		case MetricBuild:
+		if name == MetricBuild {
 			if tag := labelValue(labels, "tag"); tag != "" {
 				m.Build = tag
 			}
 			continue
-		default:
+		}
+		target := m.Field(name)
+		if target == nil {
 			continue
 		}
 		v, err := sampleValue(rest)

@@ -85,13 +85,6 @@ func (p *Prometheus) Address() string { return p.address }
 // kambKey (the rate() and increase() parts, which lose the metric name).
 const kambKey = "kamb_metric"
 
-// rawMetrics are read as they are, summed per pod.
-var rawMetrics = []string{
-	ztunnel.MetricActiveProxies, ztunnel.MetricPendingProxies,
-	ztunnel.MetricConnOpened, ztunnel.MetricConnClosed, ztunnel.MetricConnFailed,
-	ztunnel.MetricBytesSent, ztunnel.MetricBytesReceived, ztunnel.MetricXDSTerminations,
-}
-
 // Query is the one PromQL expression of a refresh. Its cost on the server
 // is measured (docs/benchmarks.md): the plain gauges and counters share one
 // selector grouped by metric name; rates that are zero on a healthy node
@@ -110,7 +103,7 @@ func (p *Prometheus) Query() string {
 		return fmt.Sprintf("%s(%s(%s{%s}[%s]))", by, fn, metric, sel, w)
 	}
 	parts := []string{
-		fmt.Sprintf(`sum by (%s, %s, __name__) ({__name__=~%q, %s})`, p.NamespaceLabel, p.PodLabel, strings.Join(rawMetrics, "|"), sel),
+		fmt.Sprintf(`sum by (%s, %s, __name__) ({__name__=~%q, %s})`, p.NamespaceLabel, p.PodLabel, strings.Join(ztunnel.SummedMetrics, "|"), sel),
 		part("opened_rate", rate("rate", ztunnel.MetricConnOpened)),
 		part("closed_rate", rate("rate", ztunnel.MetricConnClosed)),
 		part("bytes_rate", rate("rate", ztunnel.MetricBytesSent)+" + "+rate("rate", ztunnel.MetricBytesReceived)),
@@ -272,7 +265,7 @@ type promDecoder struct {
 // sample; intern returns the string without allocating one per sample.
 var known = func() map[string]string {
 	m := map[string]string{}
-	for _, k := range append(append([]string{}, rawMetrics...), "opened_rate", "closed_rate", "bytes_rate", "failed_rate", "pending_min", "xds_increase") {
+	for _, k := range append(append([]string{}, ztunnel.SummedMetrics...), "opened_rate", "closed_rate", "bytes_rate", "failed_rate", "pending_min", "xds_increase") {
 		m[k] = k
 	}
 	return m
@@ -349,27 +342,10 @@ func (d *promDecoder) set(pm *PodMetrics, name, key, tag string, v float64) {
 		}
 		return pm.Rates
 	}
-	switch name {
-	case ztunnel.MetricActiveProxies:
-		m.ActiveProxies = v
-	case ztunnel.MetricPendingProxies:
-		m.PendingProxies = v
-	case ztunnel.MetricConnOpened:
-		m.ConnOpened = v
-	case ztunnel.MetricConnClosed:
-		m.ConnClosed = v
-	case ztunnel.MetricConnFailed:
-		m.ConnFailed = v
-	case ztunnel.MetricBytesSent:
-		m.BytesSent = v
-	case ztunnel.MetricBytesReceived:
-		m.BytesReceived = v
-	case ztunnel.MetricXDSTerminations:
-		m.XDSTerminations = v
-	case "":
-		if tag != "" {
-			m.Build = tag
-		}
+	if f := m.Field(name); f != nil {
+		*f = v
+	} else if name == "" && tag != "" {
+		m.Build = tag // the istio_build part: no metric name, a tag
 	}
 	// The filtered parts (failures, pending, xDS) are absent when zero, so
 	// the rates exist as soon as any rate part answered.

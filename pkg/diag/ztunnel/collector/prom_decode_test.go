@@ -267,7 +267,7 @@ func promAnswer(pods int) []byte {
 		first = false
 		fmt.Fprintf(&b, `{"metric":{%s},"value":[1796612400.036,"%s"]}`, labels, v)
 	}
-	for _, m := range rawMetrics {
+	for _, m := range ztunnel.SummedMetrics {
 		for i := 0; i < pods; i++ {
 			sample(fmt.Sprintf(`"__name__":%q,"namespace":"istio-system","pod":"ztunnel-node-%d"`, m, i), "1080")
 		}
