@@ -17,7 +17,6 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
-	"golang.org/x/sys/unix"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
@@ -169,46 +168,6 @@ func timeBinary(ctx context.Context, t *testing.T, bin, env string, args []strin
 	gcs, live, atStart := gcTrace(errOut.String())
 	t.Logf("binary %v %s: exit %v, wall %s, peak RSS %s kB, %d bytes of JSON; %d collections, largest heap at GC start %d MB, largest live heap %d MB",
 		args[3:], env, err, wall.Round(time.Millisecond), rss[1], out.Len(), gcs, atStart, live)
-}
-
-// evictFromPageCache drops the binary's pages from the page cache, so the
-// run maps its text as read from disk, as an installed binary is after a
-// reboot or once the kernel reclaimed it. A file just written (by the Go
-// linker, or a single large write) can sit in the page cache in large
-// folios, and mapping those counts up to 40 MB more of the text as resident
-// (`version --client`: 46 MB evicted, 50-90 MB right after writing it).
-func evictFromPageCache(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatalf("evict %s from the page cache: %v", path, err)
-	}
-}
-
-// gcTrace reads GODEBUG=gctrace=1 lines ("A->B->C MB": heap at GC start,
-// at GC end, live) and returns the number of collections and the largest
-// live heap and heap at GC start, in MB.
-func gcTrace(stderr string) (collections, maxLive, maxStart int) {
-	for _, l := range strings.Split(stderr, "\n") {
-		i := strings.Index(l, " MB, ")
-		if !strings.HasPrefix(l, "gc ") || i < 0 {
-			continue // other lines share stderr
-		}
-		var a, b, c int
-		f := strings.Fields(l[:i])
-		if _, err := fmt.Sscanf(f[len(f)-1], "%d->%d->%d", &a, &b, &c); err == nil {
-			collections++
-			maxLive, maxStart = max(maxLive, c), max(maxStart, a)
-		}
-	}
-	return collections, maxLive, maxStart
 }
 
 // writeProfile writes a runtime/pprof profile (KAMB_PROM_SCALE_PROFILE).

@@ -303,6 +303,7 @@ func measureBinary(t *testing.T, lab *kubelab.Lab, ns string, nodes int) {
 	var gc strings.Builder
 	st.Stderr = &gc
 	st.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	evictFromPageCache(t, bin)
 	begin := time.Now()
 	if err := st.Start(); err != nil {
 		t.Fatal(err)
@@ -326,23 +327,13 @@ func measureBinary(t *testing.T, lab *kubelab.Lab, ns string, nodes int) {
 	_ = st.Wait() // exit 1: most ztunnels have no stand-in
 	close(exited)
 	wall := time.Since(begin)
-	// "A->B->C MB": heap at GC start, at GC end, live; the largest live heap
-	// tells the model's size apart from garbage waiting for the collector.
-	collections, maxLive, maxStart := 0, 0, 0
+	// The largest live heap tells the model's size apart from garbage
+	// waiting for the collector.
+	collections, maxLive, maxStart := gcTrace(gc.String())
 	peakKB := polled.Load()
 	for _, l := range strings.Split(gc.String(), "\n") {
 		if kb, ok := strings.CutPrefix(l, rssTag); ok {
 			peakKB, _ = strconv.ParseInt(strings.TrimSpace(kb), 10, 64)
-		}
-		i := strings.Index(l, " MB, ")
-		if !strings.HasPrefix(l, "gc ") || i < 0 {
-			continue // client-go's log lines share stderr
-		}
-		var a, b, c int
-		f := strings.Fields(l[:i])
-		if _, err := fmt.Sscanf(f[len(f)-1], "%d->%d->%d", &a, &b, &c); err == nil {
-			collections++
-			maxLive, maxStart = max(maxLive, c), max(maxStart, a)
 		}
 	}
 	t.Logf("binary: status --once gc trace: %d collections, largest heap at GC start %d MB, largest live heap %d MB", collections, maxStart, maxLive)
