@@ -134,17 +134,8 @@ func schedulableNodes(ctx context.Context, t testing.TB, lab *kubelab.Lab) int {
 // re-install, skew refusal, upgrade, a component that never becomes ready,
 // Ctrl-C during a wait, uninstall.
 func TestLifecycle(t *testing.T) {
-	lab := getLab(t)
+	lab, src, in, progress := chartLab(t)
 	ctx := context.Background()
-	srv := serveCharts(t, testCharts(t))
-	src := &RepoSource{URL: srv.URL, CacheDir: t.TempDir()}
-	progress := &syncBuffer{}
-	in := newInstaller(t, lab.Flags(), progress)
-	t.Cleanup(func() {
-		if _, err := in.Uninstall(context.Background(), UninstallOptions{Profile: mustProfile(t), Platform: "generic", Force: true}); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
 
 	t.Run("missing version fails before anything is applied", func(t *testing.T) {
 		_, err := run(ctx, t, in, installOpts(t, src, "1.99.0"))
@@ -561,6 +552,24 @@ func TestRestrictedIdentityIsDenied(t *testing.T) {
 }
 
 // getLab returns the lab; lab tests are skipped with -short (make unit).
+// chartLab is the lab, a Helm repository over HTTP serving the test charts,
+// and an installer whose progress the test reads; everything installed is
+// uninstalled when the test ends.
+func chartLab(t *testing.T) (*kubelab.Lab, *RepoSource, *Installer, *syncBuffer) {
+	t.Helper()
+	lab := getLab(t)
+	srv := serveCharts(t, testCharts(t))
+	src := &RepoSource{URL: srv.URL, CacheDir: t.TempDir()}
+	progress := &syncBuffer{}
+	in := newInstaller(t, lab.Flags(), progress)
+	t.Cleanup(func() {
+		if _, err := in.Uninstall(context.Background(), UninstallOptions{Profile: mustProfile(t), Platform: "generic", Force: true}); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return lab, src, in, progress
+}
+
 func getLab(t testing.TB) *kubelab.Lab {
 	t.Helper()
 	if testing.Short() {

@@ -14,17 +14,8 @@ import (
 // time, refuses a two-minor jump, and shows server-side apply conflicts
 // reported with their owner and taken over with ForceConflicts.
 func TestUpgradePathAndConflicts(t *testing.T) {
-	lab := getLab(t)
+	lab, src, in, progress := chartLab(t)
 	ctx := context.Background()
-	srv := serveCharts(t, testCharts(t))
-	src := &RepoSource{URL: srv.URL, CacheDir: t.TempDir()}
-	progress := &syncBuffer{}
-	in := newInstaller(t, lab.Flags(), progress)
-	t.Cleanup(func() {
-		if _, err := in.Uninstall(context.Background(), UninstallOptions{Profile: mustProfile(t), Platform: "generic", Force: true}); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
 	chartVersions := func() map[string]string {
 		out := map[string]string{}
 		for name, rel := range releases(t, in) {
