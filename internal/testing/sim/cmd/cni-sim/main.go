@@ -15,10 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/tools/clientcmd"
-
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cmd/internal/simcmd"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cnisim"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 func main() {
@@ -33,14 +31,7 @@ func main() {
 }
 
 func run(kubeconfig string, delay time.Duration, quiet bool) error {
-	if kubeconfig == "" {
-		return fmt.Errorf("no kubeconfig: pass --kubeconfig or set KUBECONFIG to the lab's kubeconfig")
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
-	}
-	clients, err := kube.NewClients(cfg)
+	clients, err := simcmd.Connect(kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -50,6 +41,6 @@ func run(kubeconfig string, delay time.Duration, quiet bool) error {
 	if !quiet {
 		opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
-	fmt.Fprintln(os.Stderr, "cni stand-in (test-only) running against", cfg.Host)
+	fmt.Fprintln(os.Stderr, "cni stand-in (test-only) running against", clients.Config.Host)
 	return cnisim.New(clients.Kube, opts).Run(ctx)
 }

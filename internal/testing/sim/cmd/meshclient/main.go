@@ -22,11 +22,10 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cmd/internal/simcmd"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/hbonesim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 func main() {
@@ -59,11 +58,7 @@ func (o options) run(ctx context.Context) (string, error) {
 	if o.netns == "" || o.namespace == "" || o.pod == "" || o.target == "" {
 		return "", errors.New("--netns, --namespace, --pod and --target are required")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	if err != nil {
-		return "", err
-	}
-	clients, err := kube.NewClients(cfg)
+	clients, err := simcmd.Connect(o.kubeconfig)
 	if err != nil {
 		return "", err
 	}

@@ -17,10 +17,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cmd/internal/simcmd"
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/waypointsim"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/waypoint"
 )
 
@@ -35,14 +34,7 @@ func main() {
 }
 
 func run(kubeconfig string, never bool) error {
-	if kubeconfig == "" {
-		return fmt.Errorf("no kubeconfig: pass --kubeconfig or set KUBECONFIG to the lab's kubeconfig")
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
-	}
-	c, err := kube.NewClients(cfg)
+	c, err := simcmd.Connect(kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -55,6 +47,6 @@ func run(kubeconfig string, never bool) error {
 	}); err != nil {
 		return fmt.Errorf("the Gateway API is not served: %w", err)
 	}
-	fmt.Fprintln(os.Stderr, "waypoint stand-in (test-only) running against", cfg.Host)
+	fmt.Fprintln(os.Stderr, "waypoint stand-in (test-only) running against", c.Config.Host)
 	return waypointsim.New(c.Kube, c.Dynamic, g.Gateway, waypointsim.Options{NeverProgram: never}).Run(ctx)
 }

@@ -24,12 +24,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/kubelab"
+	"github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/cmd/internal/simcmd"
 	sim "github.com/kubectl-ambient/kubectl-ambient/internal/testing/sim/ztunnelsim"
 	"github.com/kubectl-ambient/kubectl-ambient/pkg/ambient"
-	"github.com/kubectl-ambient/kubectl-ambient/pkg/kube"
 )
 
 func main() {
@@ -59,11 +58,7 @@ func run(ctx context.Context, labRun, ns, selector string) error {
 	if st.NetNS == "" {
 		return fmt.Errorf("the lab in %s has no pod network namespace (it needs root); ztunnel-sim cannot serve pod IPs", labRun)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", st.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("read lab kubeconfig %s: %w", st.Kubeconfig, err)
-	}
-	c, err := kube.NewClients(cfg)
+	c, err := simcmd.Connect(st.Kubeconfig)
 	if err != nil {
 		return err
 	}
